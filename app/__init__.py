@@ -1,0 +1,1 @@
+"""HTTP prediction service (built in the serving issue)."""

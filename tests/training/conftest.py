@@ -1,0 +1,54 @@
+"""Training fixtures: the real pipeline, in-process, on small step counts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from training.cli import run
+from training.config import TrainSettings
+from training.versions import published_versions
+
+REPO = Path(__file__).resolve().parents[2]
+
+Train = Callable[..., int]
+
+
+@pytest.fixture
+def train(tmp_path: Path) -> Train:
+    """Run the whole pipeline in-process in ``tmp_path``; returns the exit code."""
+
+    def _train(**overrides: Any) -> int:
+        settings: dict[str, Any] = {
+            "model_dir": tmp_path / "training",
+            "export_dir": tmp_path / "xor",
+            "train_data": REPO / "data" / "xor_train.csv",
+            "test_data": REPO / "data" / "xor_test.csv",
+            "steps": 40,
+            "min_accuracy": 0.0,
+            "save_checkpoints_steps": 10,
+        }
+        settings.update(overrides)
+        if "max_steps" in overrides:
+            settings.pop("steps")
+        return run(TrainSettings(**settings))
+
+    return _train
+
+
+@pytest.fixture(scope="session")
+def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One version trained with the defaults (1000 steps), shared by the read-only tests."""
+    root = tmp_path_factory.mktemp("published")
+    settings = TrainSettings(
+        model_dir=root / "training",
+        export_dir=root / "xor",
+        train_data=REPO / "data" / "xor_train.csv",
+        test_data=REPO / "data" / "xor_test.csv",
+    )
+    assert run(settings) == 0
+    (version,) = published_versions(root / "xor")
+    return root / "xor" / str(version)

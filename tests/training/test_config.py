@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from training.config import DEFAULT_STEPS, parse_settings
+from training.errors import ConfigError
+
+
+def test_defaults_are_the_tutorials() -> None:
+    settings = parse_settings([])
+    assert settings.hidden_units == [10, 20, 10]
+    assert settings.batch_size == 4
+    assert settings.learning_rate == 0.05
+    assert settings.mode_steps == DEFAULT_STEPS == 1000
+    assert settings.model_dir == Path("models/training")
+    assert settings.export_dir == Path("models/xor")
+    assert settings.min_accuracy == 1.0
+    assert settings.keep_checkpoint_max == 5
+
+
+def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XOR_TRAIN_HIDDEN_UNITS", "8,8")
+    monkeypatch.setenv("XOR_TRAIN_STEPS", "30")
+    monkeypatch.setenv("XOR_TRAIN_IF_MISSING", "true")
+    settings = parse_settings(["--steps", "7", "--learning-rate", "0.1"])
+    assert settings.hidden_units == [8, 8]
+    assert settings.mode_steps == 7
+    assert settings.learning_rate == 0.1
+    assert settings.if_missing is True
+
+
+@pytest.mark.parametrize("units", ["4,3", "[4, 3]", " 4 , 3 "])
+def test_hidden_units_accept_comma_and_json_lists(units: str) -> None:
+    assert parse_settings(["--hidden-units", units]).hidden_units == [4, 3]
+
+
+def test_max_steps_replaces_steps() -> None:
+    settings = parse_settings(["--max-steps", "5000"])
+    assert settings.mode_steps is None and settings.max_steps == 5000
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--steps", "0"], "--steps / XOR_TRAIN_STEPS: Input should be greater than 0"),
+        (["--steps", "1", "--max-steps", "2"], "give --steps or --max-steps, not both"),
+        (["--hidden-units", "4,0"], "every layer needs at least one unit"),
+        (["--hidden-units", ""], "--hidden-units / XOR_TRAIN_HIDDEN_UNITS"),
+        (["--hidden-units", "4,x"], "--hidden-units / XOR_TRAIN_HIDDEN_UNITS"),
+        (["--learning-rate", "nan"], "--learning-rate / XOR_TRAIN_LEARNING_RATE"),
+        (["--min-accuracy", "1.5"], "--min-accuracy / XOR_TRAIN_MIN_ACCURACY"),
+        (["--log-level", "loud"], "must be DEBUG, INFO, WARNING or ERROR, got 'loud'"),
+    ],
+)
+def test_bad_values_are_config_errors(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(argv)
+    assert message in str(caught.value)
+
+
+def test_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XOR_TRAIN_BATCH_SIZE", "-4")
+    with pytest.raises(ConfigError, match="XOR_TRAIN_BATCH_SIZE"):
+        parse_settings([])
+
+
+def test_unknown_flag_exits_with_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        parse_settings(["--stepz", "3"])
+    assert caught.value.code == 2
+    assert "unrecognized arguments: --stepz" in capsys.readouterr().err

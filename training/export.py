@@ -1,0 +1,155 @@
+"""Publishing a trained model as ``<export_dir>/<version>/``: a SavedModel plus its evaluation.
+
+Publishing is atomic: everything is written into a temporary directory inside ``export_dir``
+whose name is not an integer, checked by loading it back, made world-readable, synced to disk,
+and then renamed to the version number. Readers never see a half-written version.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import numpy.typing as npt
+import tensorflow as tf
+
+from training.errors import ExportError
+from training.model import INPUT_NAME, N_FEATURES
+from training.versions import next_version
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_KEY = "serving_default"
+EVALUATION_FILE = Path("assets.extra") / "evaluation.json"
+TEMP_PREFIX = ".tmp-export-"
+_RENAME_ATTEMPTS = 20
+
+PredictLogits = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
+# Given the exported model's logits function, returns the evaluation document (without
+# "model_version", which export adds) or raises to stop the publication.
+Evaluator = Callable[[PredictLogits], dict[str, Any]]
+
+
+class ServingModule(tf.Module):  # type: ignore[misc]
+    """The exported object: the model behind an Estimator-style ``serving_default`` signature."""
+
+    def __init__(self, model: keras.Model) -> None:
+        super().__init__(name="xor_classifier")
+        self.model = model
+
+    @tf.function(  # type: ignore[untyped-decorator]
+        input_signature=[tf.TensorSpec([None, N_FEATURES], tf.float32, name=INPUT_NAME)]
+    )
+    def serve(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        logits = self.model(inputs, training=False)
+        # The binary head scores class 0 with a constant 0 logit, so ties go to class 0.
+        two_class_logits = tf.concat([tf.zeros_like(logits), logits], axis=-1)
+        class_ids = tf.expand_dims(tf.argmax(two_class_logits, axis=-1), axis=-1)
+        return {
+            "logits": logits,
+            "logistic": tf.sigmoid(logits),
+            "probabilities": tf.nn.softmax(two_class_logits),
+            "class_ids": class_ids,
+            "classes": tf.strings.as_string(class_ids),
+        }
+
+
+@dataclass(frozen=True)
+class PublishedVersion:
+    version: int
+    path: Path
+    evaluation: dict[str, Any]
+
+
+def _make_readable_and_durable(root: Path) -> None:
+    """chmod a+rX (mkdtemp makes 0700 dirs) and fsync every file and directory under ``root``."""
+    for directory, _, files in os.walk(root):
+        os.chmod(directory, 0o755)
+        for name in files:
+            path = os.path.join(directory, name)
+            os.chmod(path, 0o644)
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+        _fsync_dir(Path(directory))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_evaluation(staging: Path, document: dict[str, Any]) -> None:
+    path = staging / EVALUATION_FILE
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+def _load_logits_function(path: Path) -> PredictLogits:
+    signature = tf.saved_model.load(str(path)).signatures[SIGNATURE_KEY]
+
+    def predict_logits(features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        logits: npt.NDArray[np.float32] = signature(**{INPUT_NAME: tf.constant(features)})[
+            "logits"
+        ].numpy()
+        return logits
+
+    return predict_logits
+
+
+def export_saved_model(
+    model: keras.Model, export_dir: str | Path, *, evaluate: Evaluator
+) -> PublishedVersion:
+    """Publish ``model`` as the next version in ``export_dir``, evaluated by ``evaluate``.
+
+    ``evaluate`` receives the logits function of the SavedModel as written (loaded back from
+    disk), so the evaluation describes exactly what is published. If it raises, for example at
+    a quality gate, nothing is published and the exception propagates.
+    """
+    export_dir = Path(export_dir)
+    try:
+        export_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=export_dir))
+    except OSError as exc:
+        raise ExportError(f"{export_dir}: cannot write versions here: {exc.strerror}") from exc
+    try:
+        module = ServingModule(model)
+        tf.saved_model.save(module, str(staging), signatures={SIGNATURE_KEY: module.serve})
+        evaluation = evaluate(_load_logits_function(staging))
+        published = _publish(staging, export_dir, evaluation)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info("Exported version %d to %s", published.version, published.path)
+    return published
+
+
+def _publish(staging: Path, export_dir: Path, evaluation: dict[str, Any]) -> PublishedVersion:
+    for _ in range(_RENAME_ATTEMPTS):
+        version = next_version(export_dir)
+        document = {"model_version": version, **evaluation}
+        try:
+            _write_evaluation(staging, document)
+            _make_readable_and_durable(staging)
+            target = export_dir / str(version)
+            # rename(2) fails if a non-empty directory took the name meanwhile: pick again.
+            os.rename(staging, target)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                continue
+            raise ExportError(f"{export_dir}: cannot publish version: {exc}") from exc
+        _fsync_dir(export_dir)
+        return PublishedVersion(version, target, document)
+    raise ExportError(f"{export_dir}: no free version number after {_RENAME_ATTEMPTS} attempts")

@@ -1,0 +1,29 @@
+"""The DNNClassifier equivalent: a ReLU multilayer perceptron with one logit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+INPUT_NAME = "inputs"
+N_FEATURES = 2
+
+
+def build_model(hidden_units: Sequence[int]) -> keras.Model:
+    """Dense ReLU layers of ``hidden_units`` and a single-logit head, as DNNClassifier builds.
+
+    Keras' defaults (Glorot-uniform kernels, zero biases) match the Estimator's initialisers.
+    Layer names follow the Estimator's variable scopes so checkpoints read familiarly.
+    """
+    inputs = keras.Input(shape=(N_FEATURES,), name=INPUT_NAME)
+    hidden = inputs
+    for index, units in enumerate(hidden_units):
+        hidden = keras.layers.Dense(units, activation="relu", name=f"hiddenlayer_{index}")(hidden)
+    logits = keras.layers.Dense(1, name="logits")(hidden)
+    return keras.Model(inputs=inputs, outputs=logits, name="dnn")
+
+
+def build_optimizer(learning_rate: float) -> keras.optimizers.Optimizer:
+    """Adagrad with the Estimator's initial accumulator value (0.1, also Keras' default)."""
+    return keras.optimizers.Adagrad(learning_rate=learning_rate, initial_accumulator_value=0.1)
