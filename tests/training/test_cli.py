@@ -1,0 +1,211 @@
+"""The command line end to end, in real subprocesses (each pays TensorFlow's import)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+from tests.training.conftest import REPO
+from training.cli import main
+from training.versions import published_versions
+
+pytestmark = pytest.mark.slow
+
+
+def command(tmp_path: Path, *flags: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "training",
+        f"--model-dir={tmp_path / 'training'}",
+        f"--export-dir={tmp_path / 'xor'}",
+        *flags,
+    ]
+
+
+def environment(**extra: str) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("XOR_")}
+    return {**clean, "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
+
+
+def newest_checkpoint_step(model_dir: Path) -> int:
+    path = tf.train.latest_checkpoint(str(model_dir))
+    return int(path.rsplit("-", 1)[1])
+
+
+def test_defaults_train_to_full_accuracy_and_publish(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        command(tmp_path), cwd=REPO, capture_output=True, text=True, env=environment()
+    )
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    (version,) = published_versions(tmp_path / "xor")
+    assert result["path"] == str(tmp_path / "xor" / str(version))
+    assert result["model_version"] == version
+    assert result["metrics"]["accuracy"] == 1.0
+    assert result["metrics"]["global_step"] == 1000
+    # The Estimator-style progress lines.
+    assert "loss = " in completed.stderr and ", step = 1000" in completed.stderr
+    assert "global_step/sec: " in completed.stderr
+    assert f"Exported version {version}" in completed.stderr
+
+    again = subprocess.run(
+        command(tmp_path, "--if-missing"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=environment(),
+    )
+    assert again.returncode == 0, again.stderr
+    assert "nothing to do (--if-missing)" in again.stderr
+    assert published_versions(tmp_path / "xor") == [version]
+
+
+def test_environment_variables_configure_the_run(tmp_path: Path) -> None:
+    env = environment(
+        XOR_TRAIN_STEPS="25",
+        XOR_TRAIN_MODEL_DIR=str(tmp_path / "training"),
+        XOR_TRAIN_EXPORT_DIR=str(tmp_path / "xor"),
+        XOR_TRAIN_MIN_ACCURACY="0",
+        XOR_TRAIN_HIDDEN_UNITS="6,6",
+    )
+    completed = subprocess.run(
+        [sys.executable, "-m", "training"], cwd=REPO, capture_output=True, text=True, env=env
+    )
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    assert result["metrics"]["global_step"] == 25
+    assert result["training"]["hidden_units"] == [6, 6]
+
+
+def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
+    """Killed mid-step or mid-checkpoint-write (one is written every step), a run resumes."""
+    rng = random.Random(os.getpid())
+    for attempt in range(2):
+        process = subprocess.Popen(
+            command(tmp_path, "--steps=100000", "--save-checkpoints-steps=1", "--min-accuracy=0"),
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=environment(),
+        )
+        deadline = time.monotonic() + 60
+        state = tmp_path / "training" / "checkpoint"
+        while not state.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert state.exists(), f"attempt {attempt}: no checkpoint within 60 s"
+        time.sleep(rng.uniform(0.0, 0.5))
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+
+    killed_at = newest_checkpoint_step(tmp_path / "training")
+    assert killed_at > 0
+    # Every checkpoint the state file lists restores.
+    for path in tf.train.get_checkpoint_state(
+        str(tmp_path / "training")
+    ).all_model_checkpoint_paths:
+        tf.train.load_checkpoint(path).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH")
+    assert published_versions(tmp_path / "xor") == []
+
+    exit_code = main(
+        [
+            f"--model-dir={tmp_path / 'training'}",
+            f"--export-dir={tmp_path / 'xor'}",
+            "--steps=10",
+            "--min-accuracy=0",
+        ]
+    )
+    assert exit_code == 0
+    assert newest_checkpoint_step(tmp_path / "training") == killed_at + 10
+
+
+def test_sigterm_saves_a_checkpoint_and_publishes_nothing(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        command(tmp_path, "--steps=1000000", "--save-checkpoints-steps=100000"),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+    )
+    deadline = time.monotonic() + 60
+    assert process.stderr is not None
+    for line in process.stderr:  # wait until steps are running
+        if "global_step/sec" in line or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert "SIGTERM received" in stderr and "run again to resume" in stderr
+    assert newest_checkpoint_step(tmp_path / "training") >= 100
+    assert published_versions(tmp_path / "xor") == []
+
+
+def test_bad_data_trains_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("0,0,0\n0,1,1\n1,2,1\n")
+    exit_code = main(
+        [
+            f"--model-dir={tmp_path / 'training'}",
+            f"--export-dir={tmp_path / 'xor'}",
+            f"--test-data={bad}",
+        ]
+    )
+    assert exit_code == 2
+    assert f"{bad}:3: column x2 must be 0 or 1, got '2'" in caplog.text
+    assert not (tmp_path / "training").exists()
+    assert not (tmp_path / "xor").exists()
+
+
+def test_quality_gate_keeps_checkpoints_and_publishes_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The same input with both labels: no model can be right on both rows.
+    contradictory = tmp_path / "contradictory.csv"
+    contradictory.write_text("0,1,1\n0,1,0\n")
+    flags = [
+        f"--model-dir={tmp_path / 'training'}",
+        f"--export-dir={tmp_path / 'xor'}",
+        f"--test-data={contradictory}",
+        "--steps=20",
+    ]
+    assert main(flags) == 3
+    assert "test accuracy 0.5000 is below --min-accuracy 1.0: nothing published" in caplog.text
+    assert newest_checkpoint_step(tmp_path / "training") == 20
+    assert list((tmp_path / "xor").iterdir()) == []  # no version, no leftover temp dir
+
+    assert main([*flags, "--min-accuracy=0.5"]) == 0
+    assert len(published_versions(tmp_path / "xor")) == 1
+
+
+def test_bad_flag_is_a_usage_error(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [str(Path(sys.executable).with_name("xor-train")), "--steps", "0"],
+        capture_output=True,
+        text=True,
+        env=environment(),
+    )
+    assert completed.returncode == 2
+    assert "--steps / XOR_TRAIN_STEPS: Input should be greater than 0" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_console_script_help(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [str(Path(sys.executable).with_name("xor-train")), "--help"],
+        capture_output=True,
+        text=True,
+        env=environment(),
+    )
+    assert completed.returncode == 0
+    for flag in ("--steps", "--max-steps", "--hidden-units", "--min-accuracy", "--if-missing"):
+        assert flag in completed.stdout
