@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -15,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 from tests.training.conftest import REPO
-from training.cli import main
+from training.cli import _progress_bar, main
 from training.versions import published_versions
 
 pytestmark = pytest.mark.slow
@@ -209,3 +210,20 @@ def test_console_script_help(tmp_path: Path) -> None:
     assert completed.returncode == 0
     for flag in ("--steps", "--max-steps", "--hidden-units", "--min-accuracy", "--if-missing"):
         assert flag in completed.stdout
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("interactive", [True, False])
+def test_progress_bar_only_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, interactive: bool
+) -> None:
+    stream = _Terminal() if interactive else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    with _progress_bar(30) as advance:
+        for _ in range(3):
+            advance(10)
+    assert ("30/30" in stream.getvalue()) is interactive
