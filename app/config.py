@@ -1,0 +1,89 @@
+"""Server settings from ``XOR_*`` environment variables, validated in one place at startup."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.errors import ConfigError
+
+ENV_PREFIX = "XOR_"
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    TEXT = "text"
+
+
+class Settings(BaseSettings):
+    """Settings of the model server; each field is the environment variable ``XOR_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    model_dir: Path = Field(
+        Path("models/xor"),
+        description="Directory holding the published versions (`<dir>/<integer version>/`).",
+    )
+    host: str = Field("127.0.0.1", min_length=1, description="Address the HTTP server binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port the HTTP server listens on.")
+    poll_interval_seconds: float = Field(
+        2.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="How often the model directory is scanned for a newer version.",
+    )
+    max_batch_size: int = Field(
+        10_000, gt=0, description="Most pairs one /predict request may carry in `instances`."
+    )
+    max_body_bytes: int = Field(
+        1_048_576,
+        gt=0,
+        description="Largest request body accepted (bytes); larger bodies get 413 unread.",
+    )
+    log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
+    log_format: LogFormat = Field(
+        LogFormat.JSON, description="Log line format: `json` (one object per line) or `text`."
+    )
+    shutdown_timeout_seconds: int = Field(
+        20,
+        ge=1,
+        description="On SIGTERM/SIGINT the process stops accepting connections, lets in-flight "
+        "requests finish and exits within this many seconds: requests still running after "
+        "all but the last 3 seconds (at least 1 s) are cancelled.",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _known_level(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            return value.upper()
+        raise ValueError(f"must be DEBUG, INFO, WARNING or ERROR, got {value!r}")
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
+        if item["loc"]:
+            name = f"{ENV_PREFIX}{str(item['loc'][0]).upper()}"
+            lines.append(f"{name}: {message} (got {item.get('input')!r})")
+        else:
+            lines.append(message)
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (``overrides`` win); ConfigError names each bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc

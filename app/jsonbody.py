@@ -1,0 +1,45 @@
+"""Strict JSON decoding of request bodies (shared by every JSON endpoint).
+
+Python's ``json`` is lenient where a server must not be: it accepts ``NaN``/``Infinity``,
+silently keeps the last of duplicate keys, and raises RecursionError on deep nesting.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NoReturn
+
+from app.errors import MalformedRequest
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise ValueError(f"duplicate key {key!r}")
+        document[key] = value
+    return document
+
+
+def decode_json(body: bytes) -> Any:
+    """The JSON document in a UTF-8 ``body``, or MalformedRequest saying what is wrong."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedRequest(
+            f"request body is not valid UTF-8 (byte {exc.start}: {exc.reason})"
+        ) from exc
+    try:
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as exc:
+        raise MalformedRequest(
+            f"request body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from exc
+    except RecursionError as exc:
+        raise MalformedRequest("request body is not valid JSON: nested too deeply") from exc
+    except ValueError as exc:  # NaN/Infinity, duplicate keys, integers with too many digits
+        raise MalformedRequest(f"request body is not valid JSON: {exc}") from exc

@@ -1,0 +1,98 @@
+"""``create_app(settings)``: assembles the service. Nothing is loaded before the lifespan runs."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from app.config import Settings
+from app.dependencies import Services
+from app.errors import (
+    ApiError,
+    Detail,
+    InvalidInput,
+    error_response,
+    http_exception_to_api_error,
+)
+from app.metrics import Metrics
+from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.model_store import ModelStore
+from app.prediction import PredictionService
+from app.routes import router
+
+log = logging.getLogger(__name__)
+
+
+async def handle_error(_request: Request, exc: Exception) -> Response:
+    """The one exception handler: every error the routes raise, in the one JSON shape."""
+    if isinstance(exc, ApiError):
+        error = exc
+    elif isinstance(exc, StarletteHTTPException):
+        error = http_exception_to_api_error(exc)
+    elif isinstance(exc, RequestValidationError):
+        details = [
+            Detail(".".join(str(part) for part in item["loc"]), item["msg"])
+            for item in exc.errors()
+        ]
+        error = InvalidInput("invalid request", details=details)
+    else:  # not registered for other types; the middleware renders those as 500
+        raise exc
+    return error_response(error)
+
+
+def build_services(settings: Settings) -> Services:
+    metrics = Metrics()
+    store = ModelStore(settings.model_dir, observer=metrics)
+    metrics.watch(lambda: store.current)
+    prediction = PredictionService(
+        store, metrics=metrics, retry_after_seconds=math.ceil(settings.poll_interval_seconds)
+    )
+    return Services(settings=settings, metrics=metrics, store=store, prediction=prediction)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The service, configured by ``settings``; models load when its lifespan starts."""
+    services = build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        try:
+            # Blocking TensorFlow work: in a worker thread, never on the event loop.
+            await anyio.to_thread.run_sync(services.store.refresh)
+        except Exception:  # e.g. an unreadable model dir: start anyway, the poller retries
+            log.exception("initial scan of %s failed", settings.model_dir)
+        if services.store.current is None:
+            log.warning(
+                "not ready: %s; waiting for a version",
+                services.store.unavailable_reason,
+                extra={"event": "not_ready", "model_dir": str(settings.model_dir)},
+            )
+        services.store.start_polling(settings.poll_interval_seconds)
+        try:
+            yield {"services": services}
+        finally:
+            await anyio.to_thread.run_sync(lambda: services.store.stop_polling(timeout=1.0))
+
+    app = FastAPI(
+        title="XOR model server",
+        summary="Serves the XOR DNNClassifier's published SavedModel versions.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.include_router(router)
+    for exception_type in (ApiError, StarletteHTTPException, RequestValidationError):
+        app.add_exception_handler(exception_type, handle_error)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    # Added last, so outermost: it sees every response, including the 413s.
+    app.add_middleware(RequestContextMiddleware, metrics=services.metrics)
+    app.state.services = services  # for tests and tools; routes use the lifespan state
+    return app

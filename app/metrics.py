@@ -1,0 +1,127 @@
+"""Prometheus metrics in a per-app registry (several apps can live in one process).
+
+The served model's gauges (version, evaluation) are collected at scrape time from the model
+store, so they always describe the version that is served, also right after a swap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from app.model_store import LoadedModel
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_INSTANCE_BUCKETS = (1, 2, 4, 8, 16, 64, 256, 1024, 4096, 10_000)
+_LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class _ServedModelCollector(Collector):
+    def __init__(self, current: Callable[[], LoadedModel | None]) -> None:
+        self._current = current
+
+    def collect(self) -> Iterator[Metric]:
+        model = self._current()  # once: every gauge describes the same version
+        ready = GaugeMetricFamily("xor_model_ready", "1 while a model is loaded and served")
+        ready.add_metric([], 1.0 if model is not None else 0.0)
+        yield ready
+        if model is None:
+            return
+        version = GaugeMetricFamily("xor_model_version", "Version number of the served model")
+        version.add_metric([], float(model.version))
+        yield version
+        loaded = GaugeMetricFamily(
+            "xor_model_loaded_timestamp_seconds", "When the served model was swapped in"
+        )
+        loaded.add_metric([], model.loaded_at.timestamp())
+        yield loaded
+        metrics = model.metrics
+        accuracy = GaugeMetricFamily(
+            "xor_model_evaluation_accuracy", "Test accuracy of the served model (evaluation.json)"
+        )
+        accuracy.add_metric([], metrics["accuracy"])
+        yield accuracy
+        evaluation = GaugeMetricFamily(
+            "xor_model_evaluation",
+            "Every numeric metric in the served model's evaluation.json",
+            labels=["metric"],
+        )
+        for name, value in sorted(metrics.items()):
+            evaluation.add_metric([name], value)
+        yield evaluation
+
+
+class Metrics:
+    """All of the service's metrics; also the model store's load observer."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.model_loads = Counter(
+            "xor_model_loads",
+            "Model version load attempts, by outcome (success, failure)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.model_load_duration = Histogram(
+            "xor_model_load_duration_seconds",
+            "Time to load, check and warm up a version",
+            buckets=_LOAD_BUCKETS,
+            registry=self.registry,
+        )
+        self.http_requests = Counter(
+            "xor_http_requests",
+            "HTTP requests, by route template, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.http_latency = Histogram(
+            "xor_http_request_duration_seconds",
+            "HTTP request latency, by route template",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "xor_predictions",
+            "Predicted pairs, by predicted class",
+            ["class_id"],
+            registry=self.registry,
+        )
+        self.instances_per_request = Histogram(
+            "xor_prediction_instances",
+            "Pairs per prediction request",
+            buckets=_INSTANCE_BUCKETS,
+            registry=self.registry,
+        )
+        for outcome in ("success", "failure"):
+            self.model_loads.labels(outcome)
+        for class_id in ("0", "1"):
+            self.predictions.labels(class_id)
+
+    def watch(self, current: Callable[[], LoadedModel | None]) -> None:
+        """Report the served model (``current()`` is called once per scrape)."""
+        self.registry.register(_ServedModelCollector(current))
+
+    def load_finished(self, *, success: bool, seconds: float) -> None:
+        self.model_loads.labels("success" if success else "failure").inc()
+        self.model_load_duration.observe(seconds)
+
+    def request_finished(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(route, method, str(status)).inc()
+        self.http_latency.labels(route).observe(seconds)
+
+    def predicted(self, class_counts: dict[int, int], instances: int) -> None:
+        for class_id, count in class_counts.items():
+            self.predictions.labels(str(class_id)).inc(count)
+        self.instances_per_request.observe(instances)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format."""
+        return generate_latest(self.registry)

@@ -1,0 +1,188 @@
+"""HTTP routes: parse and check the HTTP side, delegate to the prediction service and the store."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from app.dependencies import ServicesDep
+from app.errors import UnsupportedMediaType
+from app.jsonbody import decode_json
+from app.metrics import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
+from app.prediction import parse_predict_request
+from app.schemas import (
+    PREDICT_REQUEST_BODY,
+    HealthOk,
+    HealthUnavailable,
+    Liveness,
+    MetricsJson,
+    ModelInfo,
+    PredictResponse,
+    error_responses,
+)
+
+router = APIRouter()
+
+_UTF8 = {"utf-8", "utf8"}
+
+
+def _json(document: Any, status: int = 200) -> Response:
+    # Rendered directly: response_model only documents, it does not re-validate every row.
+    return Response(
+        json.dumps(document, separators=(",", ":")).encode(),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+def require_json(request: Request) -> None:
+    """415 unless Content-Type is application/json (parameters allowed, charset UTF-8 only)."""
+    raw = request.headers.get("content-type")
+    if raw is None:
+        raise UnsupportedMediaType("missing Content-Type; send application/json")
+    media_type, *parameters = raw.split(";")
+    if media_type.strip().lower() != "application/json":
+        raise UnsupportedMediaType(f"Content-Type {raw!r} is not supported; send application/json")
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in _UTF8:
+            raise UnsupportedMediaType(f"charset in {raw!r} is not supported; send UTF-8")
+
+
+@router.post(
+    "/predict",
+    summary="Predict the XOR class of one pair or a batch of pairs",
+    response_model=PredictResponse,
+    responses=error_responses(400, 413, 415, 422, 500, 503),
+    openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
+    tags=["prediction"],
+)
+async def predict(request: Request, services: ServicesDep) -> Response:
+    """Predict the XOR class of one pair (`inputs`) or a batch (`instances`), in one call."""
+    require_json(request)
+    document = decode_json(await request.body())
+    pairs, _ = parse_predict_request(document, services.settings.max_batch_size)
+    model = services.prediction.model()
+    result = await services.prediction.predict_async(pairs, model)
+    return _json(
+        {
+            "model_version": result.model_version,
+            "predictions": [
+                {
+                    "inputs": list(p.inputs),
+                    "class_id": p.class_id,
+                    "probabilities": list(p.probabilities),
+                }
+                for p in result.predictions
+            ],
+        }
+    )
+
+
+_READINESS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": HealthOk, "description": "A model is loaded and warmed up"},
+    503: {"model": HealthUnavailable, "description": "No model is loaded; `reason` says why"},
+}
+
+
+def _readiness(services: ServicesDep) -> Response:
+    model = services.store.current
+    if model is None:
+        body = {"status": "unavailable", "reason": services.store.unavailable_reason}
+        return _json(body, status=503)
+    return _json(
+        {"status": "ok", "model_version": model.version, "loaded_at": model.loaded_at_text}
+    )
+
+
+@router.get(
+    "/health",
+    summary="Readiness (same as /health/ready)",
+    response_model=HealthOk,
+    responses=_READINESS_RESPONSES,
+    tags=["health"],
+)
+async def health(services: ServicesDep) -> Response:
+    """200 only while a model is loaded and warmed up; 503 with the reason otherwise."""
+    return _readiness(services)
+
+
+@router.get(
+    "/health/ready",
+    summary="Readiness",
+    response_model=HealthOk,
+    responses=_READINESS_RESPONSES,
+    tags=["health"],
+)
+async def health_ready(services: ServicesDep) -> Response:
+    """200 only while a model is loaded and warmed up; 503 with the reason otherwise."""
+    return _readiness(services)
+
+
+@router.get("/health/live", summary="Liveness", response_model=Liveness, tags=["health"])
+async def health_live() -> Response:
+    """200 while the process serves HTTP, loaded model or not."""
+    return _json({"status": "ok"})
+
+
+def _wants_json(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return any(
+        part.split(";")[0].strip().lower() == "application/json" for part in accept.split(",")
+    )
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics; the served model's evaluation as JSON on request",
+    response_model=MetricsJson,
+    responses={
+        200: {
+            "description": "Prometheus text format; with `Accept: application/json`, the "
+            "served version's evaluation",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        **error_responses(503),
+    },
+    tags=["operations"],
+)
+async def metrics(request: Request, services: ServicesDep) -> Response:
+    """Prometheus text, or with `Accept: application/json` the served version's evaluation."""
+    if not _wants_json(request):
+        exposition = await run_in_threadpool(services.metrics.exposition)
+        return Response(exposition, media_type=PROMETHEUS_CONTENT_TYPE)
+    model = services.prediction.model()
+    return _json(
+        {
+            "model_version": model.version,
+            "evaluated_at": model.evaluation.get("evaluated_at"),
+            "evaluation": model.metrics,
+        }
+    )
+
+
+@router.get(
+    "/model",
+    summary="The served model: version, signature and evaluation",
+    response_model=ModelInfo,
+    responses=error_responses(503),
+    tags=["operations"],
+)
+async def model_info(services: ServicesDep) -> Response:
+    """The served version, its path, signature and its whole evaluation.json."""
+    model = services.prediction.model()
+    return _json(
+        {
+            "model_version": model.version,
+            "path": str(model.path),
+            "loaded_at": model.loaded_at_text,
+            "load_seconds": round(model.load_seconds, 6),
+            "signature": dataclasses.asdict(model.signature_info),
+            "evaluation": model.evaluation,
+        }
+    )

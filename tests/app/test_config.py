@@ -1,0 +1,106 @@
+"""Settings: defaults, XOR_* variables, and clear failures (exit 2) for invalid values."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.config import LogFormat, Settings, load_settings
+from app.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_defaults() -> None:
+    settings = load_settings()
+    assert settings.model_dir == Path("models/xor")
+    assert settings.host == "127.0.0.1"
+    assert settings.port == 8000
+    assert settings.poll_interval_seconds == 2
+    assert settings.max_batch_size == 10_000
+    assert settings.max_body_bytes == 1024 * 1024
+    assert settings.log_level == "INFO"
+    assert settings.log_format is LogFormat.JSON
+    assert settings.shutdown_timeout_seconds == 20
+
+
+def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XOR_MODEL_DIR", "/srv/models")
+    monkeypatch.setenv("XOR_PORT", "9000")
+    monkeypatch.setenv("XOR_POLL_INTERVAL_SECONDS", "0.5")
+    monkeypatch.setenv("XOR_LOG_LEVEL", "debug")
+    monkeypatch.setenv("XOR_LOG_FORMAT", "TEXT")
+    # The training CLI's variables share the prefix and must not disturb the server.
+    monkeypatch.setenv("XOR_TRAIN_STEPS", "5")
+    settings = load_settings()
+    assert settings.model_dir == Path("/srv/models")
+    assert settings.port == 9000
+    assert settings.poll_interval_seconds == 0.5
+    assert settings.log_level == "DEBUG"
+    assert settings.log_format is LogFormat.TEXT
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("XOR_PORT", "http"),
+        ("XOR_PORT", "70000"),
+        ("XOR_PORT", "0"),
+        ("XOR_POLL_INTERVAL_SECONDS", "0"),
+        ("XOR_POLL_INTERVAL_SECONDS", "nan"),
+        ("XOR_MAX_BATCH_SIZE", "-1"),
+        ("XOR_MAX_BODY_BYTES", "1MB"),
+        ("XOR_LOG_LEVEL", "LOUD"),
+        ("XOR_LOG_FORMAT", "xml"),
+        ("XOR_SHUTDOWN_TIMEOUT_SECONDS", "0"),
+    ],
+)
+def test_invalid_value_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=name) as raised:
+        load_settings()
+    assert repr(value) in str(raised.value)
+
+
+def test_every_setting_is_described() -> None:
+    for name, field in Settings.model_fields.items():
+        assert field.description, name
+
+
+def test_cli_exits_2_on_invalid_setting_without_traceback() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XOR_")}
+    completed = subprocess.run(
+        [sys.executable, "-m", "app"],
+        cwd=REPO,
+        env={**env, "XOR_PORT": "not-a-port", "XOR_MAX_BATCH_SIZE": "0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert "Traceback" not in completed.stderr
+    assert "XOR_PORT" in completed.stderr and "'not-a-port'" in completed.stderr
+    assert "XOR_MAX_BATCH_SIZE" in completed.stderr
+
+
+def test_cli_help_lists_every_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    from app.cli import main
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in Settings.model_fields:
+        assert f"XOR_{name.upper()}" in out
+
+
+def test_cli_rejects_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    from app.cli import main
+
+    assert main(["--port", "1"]) == 2
+    assert "no arguments expected" in capsys.readouterr().err

@@ -1,0 +1,124 @@
+"""/metrics: Prometheus text with the served version's evaluation, and its JSON variant."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.app.conftest import publish_copy, wait_for
+
+
+def samples(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def value(client: TestClient, name: str, **labels: str) -> float | None:
+    return samples(client).get((name, tuple(sorted(labels.items()))))
+
+
+def test_served_model_and_its_evaluation(
+    served_client: TestClient, trained_version: Path, trained_version_number: int
+) -> None:
+    evaluation = json.loads((trained_version / "assets.extra" / "evaluation.json").read_text())
+    found = samples(served_client)
+    assert found[("xor_model_version", ())] == trained_version_number
+    assert found[("xor_model_ready", ())] == 1
+    assert found[("xor_model_evaluation_accuracy", ())] == evaluation["metrics"]["accuracy"]
+    for name, metric in evaluation["metrics"].items():
+        assert found[("xor_model_evaluation", (("metric", name),))] == pytest.approx(metric)
+    assert found[("xor_model_loads_total", (("outcome", "success"),))] == 1
+    assert found[("xor_model_loads_total", (("outcome", "failure"),))] == 0
+    assert found[("xor_model_load_duration_seconds_count", ())] == 1
+
+
+def test_requests_and_predictions_are_counted(served_client: TestClient) -> None:
+    before = samples(served_client)
+    served_client.post("/predict", json={"instances": [[0, 1], [1, 0], [1, 1]]})
+    served_client.post("/predict", json={"inputs": [2, 0]})
+    served_client.get("/no/such/path")
+    after = samples(served_client)
+
+    def delta(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    route = {"route": "/predict", "method": "POST"}
+    assert delta("xor_http_requests_total", **route, status="200") == 1
+    assert delta("xor_http_requests_total", **route, status="422") == 1
+    assert delta("xor_http_requests_total", route="unmatched", method="GET", status="404") == 1
+    assert delta("xor_http_request_duration_seconds_count", route="/predict") == 2
+    assert delta("xor_predictions_total", class_id="1") == 2
+    assert delta("xor_predictions_total", class_id="0") == 1
+    assert delta("xor_prediction_instances_count") == 1
+    assert delta("xor_prediction_instances_sum") == 3
+
+
+def test_json_variant(
+    served_client: TestClient, trained_version: Path, trained_version_number: int
+) -> None:
+    evaluation = json.loads((trained_version / "assets.extra" / "evaluation.json").read_text())
+    response = served_client.get("/metrics", headers={"Accept": "application/json"})
+    assert response.status_code == 200
+    assert response.json() == {
+        "model_version": trained_version_number,
+        "evaluated_at": evaluation["evaluated_at"],
+        "evaluation": evaluation["metrics"],
+    }
+    assert type(response.json()["evaluation"]["global_step"]) is int
+
+
+def test_without_a_model(client: TestClient) -> None:
+    assert value(client, "xor_model_ready") == 0
+    assert value(client, "xor_model_version") is None
+    response = client.get("/metrics", headers={"Accept": "application/json"})
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "model_unavailable"
+
+
+def test_after_a_swap_the_new_versions_numbers(
+    client: TestClient, model_dir: Path, trained_version: Path
+) -> None:
+    publish_copy(trained_version, model_dir, 100)
+    wait_for(lambda: value(client, "xor_model_version") == 100)
+    new = publish_copy(trained_version, model_dir, 101)
+    evaluation_file = new / "assets.extra" / "evaluation.json"
+    evaluation = json.loads(evaluation_file.read_text())
+    evaluation["metrics"]["accuracy"] = 0.75
+    evaluation["metrics"]["auc"] = 0.5
+    evaluation_file.write_text(json.dumps(evaluation))
+    wait_for(lambda: value(client, "xor_model_version") == 101)
+    assert value(client, "xor_model_evaluation_accuracy") == 0.75
+    assert value(client, "xor_model_evaluation", metric="auc") == 0.5
+    assert value(client, "xor_model_loads_total", outcome="success") == 2
+    body = client.get("/metrics", headers={"Accept": "application/json"}).json()
+    assert body["model_version"] == 101
+    assert body["evaluation"]["accuracy"] == 0.75
+
+
+def test_corrupt_version_is_counted_and_the_old_one_keeps_serving(
+    client: TestClient, model_dir: Path, trained_version: Path
+) -> None:
+    publish_copy(trained_version, model_dir, 200)
+    wait_for(lambda: value(client, "xor_model_version") == 200)
+    broken = publish_copy(trained_version, model_dir, 201)
+    (broken / "saved_model.pb").write_bytes(b"garbage")
+    wait_for(lambda: value(client, "xor_model_loads_total", outcome="failure") == 1)
+    for _ in range(5):
+        response = client.post("/predict", json={"inputs": [0, 1]})
+        assert response.status_code == 200
+        assert response.json()["model_version"] == 200
+    time.sleep(0.5)  # about five more polls: the unchanged broken version is not retried
+    assert value(client, "xor_model_loads_total", outcome="failure") == 1
+    assert client.get("/health").json()["model_version"] == 200

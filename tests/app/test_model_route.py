@@ -1,0 +1,39 @@
+"""GET /model: the served version, its signature and evaluation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+
+def test_describes_the_served_model(
+    served_client: TestClient, trained_version: Path, trained_version_number: int
+) -> None:
+    response = served_client.get("/model")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["model_version"] == trained_version_number
+    assert body["path"] == str(trained_version)
+    assert body["loaded_at"].endswith("Z")
+    assert body["evaluation"] == json.loads(
+        (trained_version / "assets.extra" / "evaluation.json").read_text()
+    )
+    signature = body["signature"]
+    assert signature["key"] == "serving_default"
+    assert signature["inputs"] == [{"name": "inputs", "dtype": "float32", "shape": [None, 2]}]
+    assert {o["name"]: o["dtype"] for o in signature["outputs"]} == {
+        "logits": "float32",
+        "logistic": "float32",
+        "probabilities": "float32",
+        "class_ids": "int64",
+        "classes": "string",
+    }
+
+
+def test_503_in_the_error_shape_without_a_model(client: TestClient) -> None:
+    response = client.get("/model")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "model_unavailable"
+    assert "Retry-After" in response.headers

@@ -1,0 +1,56 @@
+"""/openapi.json and /docs describe every endpoint and the real error responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+ROUTES = {
+    ("/predict", "post"),
+    ("/health", "get"),
+    ("/health/ready", "get"),
+    ("/health/live", "get"),
+    ("/metrics", "get"),
+    ("/model", "get"),
+}
+
+
+def schema(client: TestClient) -> dict[str, Any]:
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def test_every_route_is_documented(served_client: TestClient) -> None:
+    paths = schema(served_client)["paths"]
+    assert {(path, method) for path, item in paths.items() for method in item} == ROUTES
+    for path, method in ROUTES:
+        operation = paths[path][method]
+        assert operation.get("summary") and operation.get("description"), path
+    assert served_client.get("/docs").status_code == 200
+
+
+def test_predict_documents_its_body_and_error_responses(served_client: TestClient) -> None:
+    document = schema(served_client)
+    operation = document["paths"]["/predict"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]
+    assert {"one pair", "batch"} <= set(body["examples"])
+    assert len(body["schema"]["oneOf"]) == 2
+    responses = operation["responses"]
+    for status in ("400", "413", "415", "422", "503"):
+        ref = responses[status]["content"]["application/json"]["schema"]["$ref"]
+        assert ref == "#/components/schemas/ErrorResponse"
+    assert responses["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/PredictResponse"
+    )
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+
+
+def test_readiness_documents_both_bodies(served_client: TestClient) -> None:
+    responses = schema(served_client)["paths"]["/health/ready"]["get"]["responses"]
+    assert responses["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/HealthOk")
+    assert responses["503"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/HealthUnavailable"
+    )
