@@ -56,6 +56,7 @@ def _free_port() -> int:
 class Compose:
     port: int
     prometheus_port: int
+    tensorboard_port: int
     env: dict[str, str] = field(default_factory=dict)
 
     def run(
@@ -118,13 +119,25 @@ def compose() -> Iterator[Compose]:
         **os.environ,
         "XOR_API_PORT": str(_free_port()),
         "XOR_PROMETHEUS_PORT": str(_free_port()),
+        "XOR_TENSORBOARD_PORT": str(_free_port()),
     }
-    project = Compose(int(env["XOR_API_PORT"]), int(env["XOR_PROMETHEUS_PORT"]), env)
+    project = Compose(
+        int(env["XOR_API_PORT"]),
+        int(env["XOR_PROMETHEUS_PORT"]),
+        int(env["XOR_TENSORBOARD_PORT"]),
+        env,
+    )
     project.run("--profile", "*", "down", "-v", "--remove-orphans", check=False)
     try:
         project.run("build", "api", timeout=1200)
         project.run("up", "-d")
         wait_for(lambda: served_version(project) is not None, timeout=240, what="api ready")
+        # The image's HEALTHCHECK (run by the engine) agrees.
+        wait_for(
+            lambda: project.run("ps", "--format", "{{.Health}}", "api").stdout.strip() == "healthy",
+            timeout=60,
+            what="the api container's health check to pass",
+        )
         yield project
     finally:
         logs = project.run("logs", "--no-color", check=False).stdout
@@ -236,3 +249,23 @@ def test_monitoring_profile_scrapes_the_api(compose: Compose) -> None:
     wait_for(scraped, timeout=120, what="Prometheus to scrape the api")
     _, body = http(query)
     assert float(body["data"]["result"][0]["value"][1]) == 1.0
+
+    def tensorboard_up() -> bool:
+        url = f"http://127.0.0.1:{compose.tensorboard_port}/data/runs"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200 and "eval" in json.loads(response.read())
+
+    wait_for(tensorboard_up, timeout=120, what="TensorBoard to list the training runs")
+
+
+def test_api_stops_gracefully(compose: Compose) -> None:
+    """Last in this module: stops the api and checks it drained and exited 0."""
+    api_id = compose.run("ps", "-q", "api").stdout.strip()
+    compose.run("stop", "api", timeout=120)
+    exit_code = subprocess.run(
+        ["docker", "inspect", "--format", "{{.State.ExitCode}}", api_id],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert exit_code == "0"
