@@ -1,0 +1,435 @@
+"""``make bench``: load the service, the ceiling and the naive baseline side by side.
+
+Every server runs on a free loopback port for the whole run; the load rounds interleave them
+(for each concurrency, each server in turn) so that drift of a noisy machine hits all alike.
+Results: ``bench/results.md`` and ``bench/results.png`` (published in the README), raw numbers
+and server logs in ``bench/out/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+OUT = BENCH / "out"
+CONCURRENCY = (1, 8, 32, 64)
+PAIR = b'{"inputs": [0, 1]}'
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    name: str
+    label: str
+    argv: list[str]
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    ready_seconds: float = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 180) -> float:
+        log = (OUT / f"{self.name}.log").open("ab")
+        env = {**os.environ, **self.env, "XOR_HOST": "127.0.0.1", "XOR_PORT": str(self.port)}
+        started = time.perf_counter()
+        self.process = subprocess.Popen(self.argv, cwd=REPO, env=env, stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.process.returncode}; see its log"
+                )
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    self.ready_seconds = time.perf_counter() - started
+                    self.check()
+                    return self.ready_seconds
+            except httpx.TransportError:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError(f"{self.name} not ready within {timeout} s")
+
+    def check(self) -> None:
+        """The benchmark's request must get a right answer, or the numbers mean nothing."""
+        response = httpx.post(
+            f"{self.url}/predict", content=PAIR, headers={"Content-Type": "application/json"}
+        )
+        if response.status_code != 200 or response.json()["predictions"][0]["class_id"] != 1:
+            raise RuntimeError(f"{self.name} answered {response.status_code}: {response.text}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def rss_mib(self) -> float:
+        assert self.process is not None
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        match = re.search(r"VmRSS:\s+(\d+) kB", status)
+        return int(match.group(1)) / 1024 if match else float("nan")
+
+
+@dataclass
+class Load:
+    server: str
+    connections: int
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([0-9.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit]
+
+
+def wrk(server: Server, connections: int, seconds: int) -> Load:
+    """One wrk run (one thread, as the issue's reference table) with single-pair POSTs."""
+    completed = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout=5s",
+            "--latency",
+            "-s",
+            str(BENCH / "post.lua"),
+            f"{server.url}/predict",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out = completed.stdout
+    (OUT / f"wrk-{server.name}-c{connections}.txt").write_text(out)
+    rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    errors = 0
+    if match := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        errors += int(match.group(1))
+    if match := re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    ):
+        errors += sum(int(n) for n in match.groups())
+    return Load(server.name, connections, rate, p50, p99, errors)
+
+
+def batch_latency(server: Server, pairs: int, repeats: int) -> float:
+    """Median wall time (ms) of one ``pairs``-instance /predict request, client side."""
+    body = json.dumps({"instances": [[i % 2, (i // 2) % 2] for i in range(pairs)]}).encode()
+    headers = {"Content-Type": "application/json"}
+    timings = []
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for attempt in range(repeats + 2):
+            start = time.perf_counter()
+            response = client.post("/predict", content=body, headers=headers)
+            elapsed = time.perf_counter() - start
+            if response.status_code != 200:
+                raise RuntimeError(f"{server.name}: batch request got {response.status_code}")
+            if attempt >= 2:  # two warm-ups
+                timings.append(elapsed * 1000)
+    return statistics.median(timings)
+
+
+def import_and_load_seconds(version_dir: Path, repeats: int) -> float:
+    """Median wall time of a fresh ``python`` that imports TensorFlow and loads one version."""
+    code = "import sys, tensorflow as tf; tf.saved_model.load(sys.argv[1])"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code, str(version_dir)], check=True, env=env)
+        timings.append(time.perf_counter() - start)
+    return statistics.median(timings)
+
+
+def train_model(root: Path) -> Path:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training",
+            f"--model-dir={root / 'training'}",
+            f"--export-dir={root / 'xor'}",
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    (version,) = (root / "xor").iterdir()
+    return version
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    import tensorflow as tf  # only for its version string
+
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": f"{os.cpu_count()} x {cpu}",
+        "memory": f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[1],
+    }
+
+
+@dataclass
+class Results:
+    machine: dict[str, str]
+    seconds_per_point: int
+    loads: list[Load]
+    batch_ms: dict[str, float]
+    batch_pairs: int
+    ready_seconds: list[float]
+    import_and_load_seconds: float
+    rss_mib: dict[str, float]
+
+    def load(self, server: str, connections: int) -> Load:
+        return next(x for x in self.loads if x.server == server and x.connections == connections)
+
+    def targets(self) -> list[tuple[str, str, bool]]:
+        """(target, measured, met) for each target of the performance issue."""
+        service32, ceiling32, naive32 = (self.load(s, 32) for s in ("service", "ceiling", "naive"))
+        service1, ceiling1 = self.load("service", 1), self.load("ceiling", 1)
+        ready = statistics.median(self.ready_seconds)
+        batch = self.batch_ms["service"] / self.batch_ms["ceiling"]
+        return [
+            (
+                "c=32 req/s >= 0.90 x ceiling",
+                f"{service32.requests_per_second / ceiling32.requests_per_second:.2f} x",
+                service32.requests_per_second >= 0.9 * ceiling32.requests_per_second,
+            ),
+            (
+                "c=32 p99 <= 2 x ceiling's p99",
+                f"{service32.p99_ms / ceiling32.p99_ms:.2f} x",
+                service32.p99_ms <= 2 * ceiling32.p99_ms,
+            ),
+            (
+                "c=1 p50 <= ceiling's p50 + 0.3 ms",
+                f"+{service1.p50_ms - ceiling1.p50_ms:.3f} ms",
+                service1.p50_ms <= ceiling1.p50_ms + 0.3,
+            ),
+            (
+                "c=32 req/s >= 200 x naive",
+                f"{_ratio(service32.requests_per_second, naive32.requests_per_second, '.0f')} x",
+                service32.requests_per_second >= 200 * naive32.requests_per_second,
+            ),
+            (
+                f"{self.batch_pairs}-pair request <= 2 x parse-and-validate floor",
+                f"{batch:.2f} x",
+                batch <= 2.0,
+            ),
+            (
+                "start -> ready <= 1.5 x (import tensorflow + one load)",
+                f"{ready / self.import_and_load_seconds:.2f} x",
+                ready <= 1.5 * self.import_and_load_seconds,
+            ),
+            (
+                "no failed request under load",
+                f"{sum(x.errors for x in self.loads if x.server != 'naive')} errors",
+                all(x.errors == 0 for x in self.loads if x.server != "naive"),
+            ),
+        ]
+
+
+LABELS = {
+    "ceiling": "ceiling: the service's own HTTP stack, constant answer, no model",
+    "naive": "naive: Keras `model.predict` per request",
+    "service": "this service",
+}
+
+
+def _ratio(value: float, reference: float, spec: str) -> str:
+    return format(value / reference, spec) if reference > 0 else "n/a"
+
+
+def report(results: Results) -> str:
+    m = results.machine
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Measured {m['date']} on {m['cpu']}, {m['memory']}, {m['system']}, Python "
+        f"{m['python']}, TensorFlow {m['tensorflow']}; load from `wrk {m['wrk']} -t1` on the "
+        f"same machine, {results.seconds_per_point} s per point, single-pair `POST /predict`. "
+        "All servers ran side by side in one run, measured in interleaved rounds.",
+        "",
+        "| server | connections | req/s | p50 ms | p99 ms | errors | vs ceiling | vs naive |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("ceiling", "service", "naive"):
+        for c in CONCURRENCY:
+            x = results.load(name, c)
+            ceiling = results.load("ceiling", c).requests_per_second
+            naive = results.load("naive", c).requests_per_second
+            lines.append(
+                f"| {name} | {c} | {x.requests_per_second:.0f} | {x.p50_ms:.2f} | "
+                f"{x.p99_ms:.2f} | {x.errors} | {_ratio(x.requests_per_second, ceiling, '.2f')} | "
+                f"{_ratio(x.requests_per_second, naive, '.0f')} |"
+            )
+    service_batch, ceiling_batch = results.batch_ms["service"], results.batch_ms["ceiling"]
+    n = results.batch_pairs
+    lines += [
+        "",
+        "Servers: " + "; ".join(f"**{k}**: {v}" for k, v in LABELS.items()) + ".",
+        "",
+        f"**{n}-pair request** (median of client-side wall times): service "
+        f"{service_batch:.1f} ms ({n / service_batch * 1000:,.0f} pairs/s), floor (the same "
+        f"request parsed, validated and answered by the ceiling) {ceiling_batch:.1f} ms: "
+        f"{service_batch / ceiling_batch:.2f} x.",
+        "",
+        f"**Start to ready**: service {statistics.median(results.ready_seconds):.2f} s "
+        f"(median of {len(results.ready_seconds)}), against {results.import_and_load_seconds:.2f}"
+        " s for a fresh `python` that imports TensorFlow and loads the version.",
+        "",
+        "**RSS after the load**: "
+        + ", ".join(f"{k} {v:.0f} MiB" for k, v in sorted(results.rss_mib.items()))
+        + ".",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {t} | {v} | {'yes' if ok else '**no**'} |" for t, v, ok in results.targets()]
+    lines += ["", "![throughput and p99 against concurrency](results.png)", ""]
+    return "\n".join(lines)
+
+
+def plot(results: Results, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (throughput, latency) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name in ("ceiling", "service", "naive"):
+        loads = [results.load(name, c) for c in CONCURRENCY]
+        throughput.plot(CONCURRENCY, [x.requests_per_second for x in loads], "o-", label=name)
+        latency.plot(CONCURRENCY, [x.p99_ms for x in loads], "o-", label=name)
+    throughput.set(xlabel="connections", ylabel="requests/s", xscale="log", yscale="log")
+    latency.set(xlabel="connections", ylabel="p99 latency (ms)", xscale="log", yscale="log")
+    for axes in (throughput, latency):
+        axes.set_xticks(CONCURRENCY, [str(c) for c in CONCURRENCY])
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend()
+    figure.suptitle(f"single-pair POST /predict, wrk -t1, {results.machine['date']}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def servers(model_dir: Path) -> list[Server]:
+    env = {"XOR_MODEL_DIR": str(model_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    python = sys.executable
+    return [
+        Server("ceiling", LABELS["ceiling"], [python, "-m", "bench.servers", "ceiling"], env),
+        Server("service", LABELS["service"], [python, "-m", "app"], env),
+        Server("naive", LABELS["naive"], [python, "-m", "bench.servers", "naive"], env),
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10, help="wrk duration per point")
+    parser.add_argument("--batch-pairs", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=3, help="start-up and batch repeats")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        parser.error("wrk is not installed (make bench installs it: apt-get install -y wrk)")
+
+    OUT.mkdir(exist_ok=True)
+    for old in OUT.glob("*.log"):
+        old.unlink()
+    with tempfile.TemporaryDirectory(prefix="xor-bench-") as tmp:
+        print("training a model for the benchmark ...", flush=True)
+        version = train_model(Path(tmp))
+        running = servers(version.parent)
+        try:
+            for server in running:
+                print(f"starting {server.name} ...", flush=True)
+                server.start()
+            service = running[1]
+            ready = [service.ready_seconds]
+            for _ in range(args.repeats - 1):  # more start-up samples of the service
+                service.stop()
+                ready.append(service.start())
+            baseline = import_and_load_seconds(version, args.repeats)
+
+            loads = []
+            for connections in CONCURRENCY:
+                for server in running:
+                    wrk(server, connections, 1)  # warm-up
+                    load = wrk(server, connections, args.seconds)
+                    print(
+                        f"{server.name:8} c={connections:<3} {load.requests_per_second:8.0f} "
+                        f"req/s  p50 {load.p50_ms:7.2f} ms  p99 {load.p99_ms:7.2f} ms  "
+                        f"errors {load.errors}",
+                        flush=True,
+                    )
+                    loads.append(load)
+            rss = {server.name: server.rss_mib() for server in running}
+            batch = {
+                server.name: batch_latency(server, args.batch_pairs, args.repeats * 5)
+                for server in running
+                if server.name != "naive"
+            }
+        finally:
+            for server in running:
+                server.stop()
+
+    results = Results(
+        machine=machine(),
+        seconds_per_point=args.seconds,
+        loads=loads,
+        batch_ms=batch,
+        batch_pairs=args.batch_pairs,
+        ready_seconds=ready,
+        import_and_load_seconds=baseline,
+        rss_mib=rss,
+    )
+    (OUT / "results.json").write_text(json.dumps(asdict(results), indent=2))
+    (BENCH / "results.md").write_text(report(results))
+    plot(results, BENCH / "results.png")
+    print((BENCH / "results.md").read_text())
+    return 0
