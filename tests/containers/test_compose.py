@@ -106,6 +106,11 @@ def wait_for(predicate, *, timeout: float, what: str, interval: float = 1.0) -> 
     raise AssertionError(f"timed out after {timeout} s waiting for {what} ({last_error})")
 
 
+def exit_code(container: str) -> int:
+    inspect = ["docker", "inspect", "--format", "{{.State.ExitCode}}", container]
+    return int(subprocess.run(inspect, capture_output=True, text=True, check=True).stdout)
+
+
 def served_version(compose: Compose) -> int | None:
     status, body = http(compose.url("/health"))
     return int(body["model_version"]) if status == 200 else None
@@ -206,13 +211,7 @@ def test_train_publishes_a_version_the_running_api_picks_up(compose: Compose) ->
     try:
         # Not --rm: this engine reports exit code 0 for --rm runs whatever happened.
         compose.run("run", "--name", name, "train", "--steps", "200", timeout=600)
-        code = subprocess.run(
-            ["docker", "inspect", "--format", "{{.State.ExitCode}}", name],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        assert code == "0"
+        assert exit_code(name) == 0
         wait_for(
             lambda: (served_version(compose) or 0) > before,
             timeout=30,
@@ -262,10 +261,4 @@ def test_api_stops_gracefully(compose: Compose) -> None:
     """Last in this module: stops the api and checks it drained and exited 0."""
     api_id = compose.run("ps", "-q", "api").stdout.strip()
     compose.run("stop", "api", timeout=120)
-    exit_code = subprocess.run(
-        ["docker", "inspect", "--format", "{{.State.ExitCode}}", api_id],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    assert exit_code == "0"
+    assert exit_code(api_id) == 0
