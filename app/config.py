@@ -36,8 +36,23 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="How often the model directory is scanned for a newer version.",
     )
+    model_name: str = Field(
+        "xor",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        max_length=64,
+        description="Model name in the TF Serving (`/v1/models/<name>`) and Open Inference "
+        "Protocol (`/v2/models/<name>`) URLs.",
+    )
+    loaded_versions: int = Field(
+        2,
+        ge=1,
+        description="How many of the newest valid versions are kept loaded: the newest serves "
+        "unpinned requests, older ones answer requests pinned to `/versions/<n>`.",
+    )
     max_batch_size: int = Field(
-        10_000, gt=0, description="Most pairs one /predict request may carry in `instances`."
+        10_000,
+        gt=0,
+        description="Most pairs one prediction request may carry, whatever the API.",
     )
     max_body_bytes: int = Field(
         1_048_576,

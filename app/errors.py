@@ -6,6 +6,7 @@ AppError                        anything app/ raises on purpose
 └── ApiError                    an HTTP error: carries ``status`` and ``code``
     ├── MalformedRequest        400 malformed_request: not JSON, not UTF-8, NaN/Infinity
     ├── NotFound                404 not_found
+    │   └── VersionNotLoaded    404 version_not_loaded: a pinned version outside the window
     ├── MethodNotAllowed        405 method_not_allowed
     ├── PayloadTooLarge         413 payload_too_large (checked before anything is parsed)
     ├── UnsupportedMediaType    415 unsupported_media_type
@@ -13,9 +14,15 @@ AppError                        anything app/ raises on purpose
     ├── ModelUnavailable        503 model_unavailable, with Retry-After
     └── InternalError           500 internal_error (a bug; logged with its traceback)
 
-Every 4xx/5xx of the service's routes has the body
+Every 4xx/5xx of the service's own routes has the body
 ``{"error": {"code": ..., "message": ..., "details": [{"loc": ..., "msg": ...}]}}``;
 Starlette's own 404/405 are translated by :func:`http_exception_to_api_error`.
+
+The wire-compatible routes (TF Serving REST under ``/v1/``, Open Inference Protocol under
+``/v2``) keep their protocol's error shape instead: ``{"error": "<message>"}``, with 400 where
+the service says 422 (both protocols answer bad input with 400). The same errors are raised
+everywhere; :func:`error_response` picks the rendering by the request path, so the one
+exception handler and both middlewares render every family correctly.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -87,6 +95,10 @@ class MalformedRequest(ApiError):
 class NotFound(ApiError):
     status = 404
     code = "not_found"
+
+
+class VersionNotLoaded(NotFound):
+    code = "version_not_loaded"
 
 
 class MethodNotAllowed(ApiError):
@@ -167,11 +179,39 @@ class ErrorResponse(BaseModel):
     }
 
 
-def error_response(error: ApiError) -> Response:
-    """The one rendering of an error: status, headers and the JSON error shape."""
+class ProtocolErrorResponse(BaseModel):
+    """The body of every 4xx/5xx of the TF Serving (/v1) and Open Inference (/v2) routes."""
+
+    error: str = Field(description="what was wrong, naming the offending location and value")
+
+    model_config = {
+        "json_schema_extra": {"examples": [{"error": "instances[1][1]: must be 0 or 1, got 2"}]}
+    }
+
+
+class ErrorStyle(Enum):
+    SERVICE = "service"  # {"error": {"code", "message", "details"}}
+    PROTOCOL = "protocol"  # {"error": "<message>"}, as TF Serving and KServe/Triton answer
+
+
+def error_style(path: str) -> ErrorStyle:
+    """The error shape of the route family ``path`` belongs to (matched routes or not)."""
+    if path in ("/v1", "/v2") or path.startswith(("/v1/", "/v2/")):
+        return ErrorStyle.PROTOCOL
+    return ErrorStyle.SERVICE
+
+
+def _protocol_body(error: ApiError) -> tuple[int, bytes]:
+    status = 400 if isinstance(error, InvalidInput) else error.status
+    return status, json.dumps({"error": error.message}, separators=(",", ":")).encode()
+
+
+def error_response(error: ApiError, path: str) -> Response:
+    """The one rendering of an error: status, headers and the error shape of ``path``'s family."""
+    if error_style(path) is ErrorStyle.PROTOCOL:
+        status, body = _protocol_body(error)
+    else:
+        status, body = error.status, error.body()
     return Response(
-        content=error.body(),
-        status_code=error.status,
-        headers=error.headers,
-        media_type="application/json",
+        content=body, status_code=status, headers=error.headers, media_type="application/json"
     )

@@ -26,14 +26,16 @@ from app.errors import (
 from app.metrics import Metrics
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.model_store import ModelStore
+from app.oip import router as oip_router
 from app.prediction import PredictionService
 from app.routes import router
+from app.tfserving import router as tfserving_router
 
 log = logging.getLogger(__name__)
 
 
-async def handle_error(_request: Request, exc: Exception) -> Response:
-    """The one exception handler: every error the routes raise, in the one JSON shape."""
+async def handle_error(request: Request, exc: Exception) -> Response:
+    """The one exception handler: every error the routes raise, in its route family's shape."""
     if isinstance(exc, ApiError):
         error = exc
     elif isinstance(exc, StarletteHTTPException):
@@ -46,12 +48,12 @@ async def handle_error(_request: Request, exc: Exception) -> Response:
         error = InvalidInput("invalid request", details=details)
     else:  # not registered for other types; the middleware renders those as 500
         raise exc
-    return error_response(error)
+    return error_response(error, request.scope["path"])
 
 
 def build_services(settings: Settings) -> Services:
     metrics = Metrics()
-    store = ModelStore(settings.model_dir, observer=metrics)
+    store = ModelStore(settings.model_dir, observer=metrics, keep=settings.loaded_versions)
     metrics.watch(lambda: store.current)
     prediction = PredictionService(
         store, metrics=metrics, retry_after_seconds=math.ceil(settings.poll_interval_seconds)
@@ -89,6 +91,8 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(router)
+    app.include_router(tfserving_router)
+    app.include_router(oip_router)
     for exception_type in (ApiError, StarletteHTTPException, RequestValidationError):
         app.add_exception_handler(exception_type, handle_error)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)

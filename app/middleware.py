@@ -67,7 +67,7 @@ class RequestContextMiddleware:
             if started:
                 raise  # too late for a clean error response: let the server drop the connection
             error = InternalError(f"internal error; see the server log for request {request_id}")
-            await error_response(error)(scope, receive, send_with_id)
+            await error_response(error, scope["path"])(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - start
             method = scope["method"]
@@ -105,7 +105,7 @@ class BodyLimitMiddleware:
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > self.max_body_bytes:
             # Answered without reading the body.
-            await error_response(self._too_large(declared))(scope, receive, send)
+            await error_response(self._too_large(declared), scope["path"])(scope, receive, send)
             return
         received = 0
 

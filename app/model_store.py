@@ -11,11 +11,14 @@ ignored. A version is served only after all of these passed, in a background thr
    Estimator head's outputs with the expected dtypes and shapes;
 4. a warm-up call on the four XOR pairs returns finite, well-shaped outputs.
 
-Then it replaces the served model with one reference assignment: a request reads
-:attr:`ModelStore.current` once and finishes on that model, so no request fails or waits while
-a newer version loads. Only versions newer than the served one are considered (at startup: the
-newest that passes, falling back to older ones). A version that fails is remembered with a
-fingerprint of its files and retried only when its files change.
+The store keeps the newest ``keep`` valid versions loaded (``XOR_LOADED_VERSIONS``), as one
+immutable tuple, newest first, replaced by one reference assignment: a request reads
+:attr:`ModelStore.current` (the newest) or :meth:`ModelStore.get` once and finishes on that
+model, so no request fails or waits while a newer version loads, and a client pinned to an
+older version keeps being answered until that version falls out of the window (its model is
+then released). Only versions that would enter the window are considered (at startup: the
+newest ones that pass, falling back past broken ones). A version that fails is remembered with
+a fingerprint of its files and retried only when its files change.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import saved_model_pb2
 
 from app.errors import ModelLoadError
 
@@ -76,7 +81,7 @@ class SignatureInfo:
 class LoadedModel:
     """One loaded, checked and warmed-up version; immutable, and usable from any thread.
 
-    Self-contained, so several versions can be held at once (for version pinning later).
+    Self-contained, so several versions can be held at once (version pinning).
     """
 
     def __init__(
@@ -87,6 +92,7 @@ class LoadedModel:
         root: Any,
         signature: Any,
         signature_info: SignatureInfo,
+        signature_defs: dict[str, Any],
         evaluation: dict[str, Any],
         load_seconds: float,
     ) -> None:
@@ -96,6 +102,8 @@ class LoadedModel:
         self._root = root
         self._signature = signature
         self.signature_info = signature_info
+        # The SavedModel's SignatureDefs as TF Serving renders them in its metadata (JSON).
+        self.signature_defs = signature_defs
         self.evaluation = evaluation
         self.load_seconds = load_seconds
         self.loaded_at = dt.datetime.now(dt.UTC)
@@ -233,6 +241,49 @@ def check_signature(signature: Any, where: Path) -> SignatureInfo:
     )
 
 
+def _tensor_info_json(info: Any) -> dict[str, Any]:
+    # Field order and defaults as TF Serving prints a TensorInfo proto (int64 as strings).
+    return {
+        "dtype": types_pb2.DataType.Name(info.dtype),
+        "tensor_shape": {
+            "dim": [{"size": str(dim.size), "name": dim.name} for dim in info.tensor_shape.dim],
+            "unknown_rank": bool(info.tensor_shape.unknown_rank),
+        },
+        "name": info.name,
+    }
+
+
+def read_signature_defs(path: Path) -> dict[str, Any]:
+    """The ``serve`` MetaGraph's SignatureDefs in ``saved_model.pb``, as JSON like TF Serving's.
+
+    ``serving_default`` first, then the others (e.g. ``__saved_model_init_op``) by name.
+    """
+    saved_model = saved_model_pb2.SavedModel()
+    try:
+        saved_model.ParseFromString((path / "saved_model.pb").read_bytes())
+    except Exception as exc:  # OSError or protobuf's DecodeError
+        raise ModelLoadError(f"{path}: saved_model.pb is unreadable: {exc}") from exc
+    graphs = [g for g in saved_model.meta_graphs if "serve" in g.meta_info_def.tags]
+    if not graphs:
+        raise ModelLoadError(f"{path}: saved_model.pb has no MetaGraph tagged 'serve'")
+    signatures = graphs[0].signature_def
+    keys = sorted(signatures, key=lambda key: (key != SIGNATURE_KEY, key))
+    return {
+        key: {
+            "inputs": {
+                n: _tensor_info_json(signatures[key].inputs[n])
+                for n in sorted(signatures[key].inputs)
+            },
+            "outputs": {
+                n: _tensor_info_json(signatures[key].outputs[n])
+                for n in sorted(signatures[key].outputs)
+            },
+            "method_name": signatures[key].method_name,
+        }
+        for key in keys
+    }
+
+
 def warm_up(model: LoadedModel) -> None:
     """Run the four XOR pairs once: outputs must be finite and shaped as the contract says."""
     try:
@@ -275,6 +326,7 @@ def load_version(path: Path, version: int) -> LoadedModel:
         root=root,
         signature=signature,
         signature_info=info,
+        signature_defs=read_signature_defs(path),
         evaluation=evaluation,
         load_seconds=0.0,
     )
@@ -298,20 +350,35 @@ class _State:
 class ModelStore:
     """Discovers, loads and serves versions from ``model_dir``; see the module docstring."""
 
-    def __init__(self, model_dir: Path, observer: LoadObserver | None = None) -> None:
+    def __init__(
+        self, model_dir: Path, observer: LoadObserver | None = None, *, keep: int = 1
+    ) -> None:
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1, got {keep}")
         self.model_dir = model_dir
+        self.keep = keep
         self._observer = observer
-        # The served model. Replaced by one assignment, read once per request.
-        self._current: LoadedModel | None = None
+        # The loaded versions, newest first. Replaced by one assignment, never mutated.
+        self._loaded: tuple[LoadedModel, ...] = ()
         self._state = _State()
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
 
     @property
+    def loaded(self) -> tuple[LoadedModel, ...]:
+        """Every loaded version, newest first (at most ``keep``). Read it once per request."""
+        return self._loaded
+
+    @property
     def current(self) -> LoadedModel | None:
-        """The served model, or None before one is loaded. Read it once per request."""
-        return self._current
+        """The served (newest loaded) model, or None before one is loaded."""
+        loaded = self._loaded
+        return loaded[0] if loaded else None
+
+    def get(self, version: int) -> LoadedModel | None:
+        """The loaded model of ``version``, or None if it is not (or no longer) loaded."""
+        return next((model for model in self._loaded if model.version == version), None)
 
     @property
     def unavailable_reason(self) -> str:
@@ -319,20 +386,20 @@ class ModelStore:
         return self._state.reason
 
     def refresh(self) -> LoadedModel | None:
-        """Load the newest loadable version newer than the served one; returns what is served.
+        """Load every valid version that belongs in the window; returns what is served.
 
         Blocking (TensorFlow work): call it from a worker thread, never from the event loop.
         """
         with self._refresh_lock:
-            served = self._current
-            floor = served.version if served is not None else 0
-            candidates = [(v, p) for v, p in find_versions(self.model_dir) if v > floor]
-            for version, path in candidates:
-                if self._try_load(version, path):
-                    break
-            if self._current is None:
+            for version, path in find_versions(self.model_dir):  # newest first
+                loaded = self._loaded
+                if len(loaded) >= self.keep and version < loaded[-1].version:
+                    break  # this one and all after it are older than the whole window
+                if all(model.version != version for model in loaded):
+                    self._try_load(version, path)
+            if not self._loaded:
                 self._state.reason = self._why_unavailable()
-            return self._current
+            return self.current
 
     def _try_load(self, version: int, path: Path) -> bool:
         prints = fingerprint(path)
@@ -349,22 +416,37 @@ class ModelStore:
             self._failed(version, path, prints, f"{path}: {exc!r}", start, exc_info=True)
             return False
         self._state.failures.pop(version, None)
-        previous = self._current
-        self._current = model
+        previous = self.current
+        window = sorted((*self._loaded, model), key=lambda m: m.version, reverse=True)
+        self._loaded = tuple(window[: self.keep])
         if self._observer is not None:
             self._observer.load_finished(success=True, seconds=model.load_seconds)
-        log.info(
-            "model version %d is now served",
-            version,
-            extra={
-                "event": "model_swapped",
-                "model_version": version,
-                "previous_version": previous.version if previous else None,
-                "path": str(path),
-                "load_seconds": round(model.load_seconds, 3),
-                "accuracy": model.evaluation["metrics"]["accuracy"],
-            },
-        )
+        if self.current is model:
+            log.info(
+                "model version %d is now served",
+                version,
+                extra={
+                    "event": "model_swapped",
+                    "model_version": version,
+                    "previous_version": previous.version if previous else None,
+                    "path": str(path),
+                    "load_seconds": round(model.load_seconds, 3),
+                    "accuracy": model.evaluation["metrics"]["accuracy"],
+                },
+            )
+        else:
+            log.info(
+                "model version %d is loaded for pinned requests",
+                version,
+                extra={"event": "model_loaded", "model_version": version, "path": str(path)},
+            )
+        for dropped in window[self.keep :]:
+            # The store's last reference: the model is released once requests on it finish.
+            log.info(
+                "model version %d is unloaded",
+                dropped.version,
+                extra={"event": "model_unloaded", "model_version": dropped.version},
+            )
         return True
 
     def _failed(
@@ -389,7 +471,7 @@ class ModelStore:
                 "event": "model_load_failed",
                 "model_version": version,
                 "path": str(path),
-                "serving_version": self._current.version if self._current else None,
+                "serving_version": self.current.version if self.current else None,
             },
         )
 

@@ -6,6 +6,7 @@ import dataclasses
 import json
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -14,7 +15,7 @@ from app.dependencies import ServicesDep
 from app.errors import UnsupportedMediaType
 from app.jsonbody import decode_json
 from app.metrics import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
-from app.prediction import parse_predict_request
+from app.prediction import pairs_batch, parse_predict_request
 from app.schemas import (
     PREDICT_REQUEST_BODY,
     HealthOk,
@@ -31,7 +32,7 @@ router = APIRouter()
 _UTF8 = {"utf-8", "utf8"}
 
 
-def _json(document: Any, status: int = 200) -> Response:
+def json_response(document: Any, status: int = 200) -> Response:
     # Rendered directly: response_model only documents, it does not re-validate every row.
     return Response(
         json.dumps(document, separators=(",", ":")).encode(),
@@ -66,19 +67,24 @@ async def predict(request: Request, services: ServicesDep) -> Response:
     """Predict the XOR class of one pair (`inputs`) or a batch (`instances`), in one call."""
     require_json(request)
     document = decode_json(await request.body())
-    pairs, _ = parse_predict_request(document, services.settings.max_batch_size)
+    limit = services.settings.max_batch_size
+    pairs, single = parse_predict_request(document, limit)
+    if single:
+        batch = pairs_batch(pairs, where="inputs", loc=lambda _, j: f"inputs[{j}]", max_rows=1)
+    else:
+        batch = pairs_batch(
+            pairs, where="instances", loc=lambda i, j: f"instances[{i}][{j}]", max_rows=limit
+        )
     model = services.prediction.model()
-    result = await services.prediction.predict_async(pairs, model)
-    return _json(
+    outputs = await services.prediction.predict_async(batch, model)
+    class_ids = outputs["class_ids"].reshape(-1).tolist()
+    probabilities = outputs["probabilities"].astype(np.float64).tolist()
+    return json_response(
         {
-            "model_version": result.model_version,
+            "model_version": outputs.model_version,
             "predictions": [
-                {
-                    "inputs": list(p.inputs),
-                    "class_id": p.class_id,
-                    "probabilities": list(p.probabilities),
-                }
-                for p in result.predictions
+                {"inputs": list(pair), "class_id": class_id, "probabilities": probability}
+                for pair, class_id, probability in zip(pairs, class_ids, probabilities, strict=True)
             ],
         }
     )
@@ -94,8 +100,8 @@ def _readiness(services: ServicesDep) -> Response:
     model = services.store.current
     if model is None:
         body = {"status": "unavailable", "reason": services.store.unavailable_reason}
-        return _json(body, status=503)
-    return _json(
+        return json_response(body, status=503)
+    return json_response(
         {"status": "ok", "model_version": model.version, "loaded_at": model.loaded_at_text}
     )
 
@@ -127,7 +133,7 @@ async def health_ready(services: ServicesDep) -> Response:
 @router.get("/health/live", summary="Liveness", response_model=Liveness, tags=["health"])
 async def health_live() -> Response:
     """200 while the process serves HTTP, loaded model or not."""
-    return _json({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 def _wants_json(request: Request) -> bool:
@@ -157,7 +163,7 @@ async def metrics(request: Request, services: ServicesDep) -> Response:
         exposition = await run_in_threadpool(services.metrics.exposition)
         return Response(exposition, media_type=PROMETHEUS_CONTENT_TYPE)
     model = services.prediction.model()
-    return _json(
+    return json_response(
         {
             "model_version": model.version,
             "evaluated_at": model.evaluation.get("evaluated_at"),
@@ -176,7 +182,7 @@ async def metrics(request: Request, services: ServicesDep) -> Response:
 async def model_info(services: ServicesDep) -> Response:
     """The served version, its path, signature and its whole evaluation.json."""
     model = services.prediction.model()
-    return _json(
+    return json_response(
         {
             "model_version": model.version,
             "path": str(model.path),

@@ -26,6 +26,8 @@ def test_defaults() -> None:
     assert settings.log_level == "INFO"
     assert settings.log_format is LogFormat.JSON
     assert settings.shutdown_timeout_seconds == 20
+    assert settings.model_name == "xor"
+    assert settings.loaded_versions == 2
 
 
 def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,6 +59,9 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
         ("XOR_LOG_LEVEL", "LOUD"),
         ("XOR_LOG_FORMAT", "xml"),
         ("XOR_SHUTDOWN_TIMEOUT_SECONDS", "0"),
+        ("XOR_LOADED_VERSIONS", "0"),
+        ("XOR_MODEL_NAME", "xor:predict"),
+        ("XOR_MODEL_NAME", "a/b"),
     ],
 )
 def test_invalid_value_names_the_variable(

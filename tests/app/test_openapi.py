@@ -13,6 +13,21 @@ ROUTES = {
     ("/health/live", "get"),
     ("/metrics", "get"),
     ("/model", "get"),
+    ("/v1/models/{model_name}", "get"),
+    ("/v1/models/{model_name}/versions/{version}", "get"),
+    ("/v1/models/{model_name}/metadata", "get"),
+    ("/v1/models/{model_name}/versions/{version}/metadata", "get"),
+    ("/v1/models/{model_name}:predict", "post"),
+    ("/v1/models/{model_name}/versions/{version}:predict", "post"),
+    ("/v2", "get"),
+    ("/v2/health/live", "get"),
+    ("/v2/health/ready", "get"),
+    ("/v2/models/{model_name}", "get"),
+    ("/v2/models/{model_name}/versions/{model_version}", "get"),
+    ("/v2/models/{model_name}/ready", "get"),
+    ("/v2/models/{model_name}/versions/{model_version}/ready", "get"),
+    ("/v2/models/{model_name}/infer", "post"),
+    ("/v2/models/{model_name}/versions/{model_version}/infer", "post"),
 }
 
 
@@ -54,3 +69,20 @@ def test_readiness_documents_both_bodies(served_client: TestClient) -> None:
     assert responses["503"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/HealthUnavailable"
     )
+
+
+def test_protocol_routes_document_their_bodies_and_error_shape(served_client: TestClient) -> None:
+    document = schema(served_client)
+    predict = document["paths"]["/v1/models/{model_name}:predict"]["post"]
+    examples = predict["requestBody"]["content"]["application/json"]["examples"]
+    assert {"row", "named row", "columnar"} <= set(examples)
+    infer = document["paths"]["/v2/models/{model_name}/infer"]["post"]
+    assert set(infer["requestBody"]["content"]) == {"application/json", "application/octet-stream"}
+    assert "Inference-Header-Content-Length" in {p["name"] for p in infer["parameters"]}
+    assert "application/octet-stream" in infer["responses"]["200"]["content"]
+    for operation in (predict, infer):
+        for status in ("400", "404", "413", "503"):
+            ref = operation["responses"][status]["content"]["application/json"]["schema"]["$ref"]
+            assert ref == "#/components/schemas/ProtocolErrorResponse"
+    error = document["components"]["schemas"]["ProtocolErrorResponse"]
+    assert error["properties"]["error"]["type"] == "string"

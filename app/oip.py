@@ -1,0 +1,518 @@
+"""Open Inference Protocol V2 (KServe / Triton) under ``/v2``, with binary tensor data.
+
+Only the wire format lives here: health, server and model metadata, and ``infer`` requests
+translated to and from the shared prediction core. Tensors come as JSON ``data`` (flat
+row-major or nested) or, with the binary tensor data extension (tritonclient's default), as raw
+little-endian bytes after a JSON header whose length is in ``Inference-Header-Content-Length``.
+Errors are rendered as ``{"error": "..."}`` by :func:`app.errors.error_response` (chosen by the
+``/v2`` path prefix).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from app.dependencies import Services, ServicesDep
+from app.errors import Detail, NotFound
+from app.jsonbody import decode_json
+from app.model_store import INPUT_NAME, LoadedModel
+from app.prediction import (
+    OUTPUT_NAMES,
+    Batch,
+    Locator,
+    ModelOutputs,
+    describe_json_type,
+    invalid,
+    raise_details,
+    validate_bits,
+)
+from app.protocol_schemas import (
+    INFERENCE_HEADER_PARAMETER,
+    OIP_INFER_BODY,
+    InferenceResponse,
+    ModelMetadata,
+    ServerMetadata,
+    path_parameters,
+    protocol_error_responses,
+)
+from app.routes import json_response
+
+router = APIRouter(prefix="/v2", tags=["Open Inference Protocol (v2)"])
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+SERVER_NAME = "xor-model-server"
+EXTENSIONS = ("binary_tensor_data",)
+PLATFORM = "tensorflow_savedmodel"
+
+# Input datatypes accepted, with their little-endian wire dtype. BOOL bytes are read as uint8
+# so that a byte other than 0 or 1 is reported as the value it is.
+INPUT_DTYPES: dict[str, np.dtype[Any]] = {
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "BOOL": np.dtype("u1"),
+}
+_INT_RANGES = {"INT32": 2**31, "INT64": 2**63}
+_TF_TO_OIP = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": "INT64"}
+OUTPUT_DTYPES = {
+    "logits": "FP32",
+    "logistic": "FP32",
+    "probabilities": "FP32",
+    "class_ids": "INT64",
+    "classes": "BYTES",
+}
+_REQUEST_KEYS = {"id", "parameters", "inputs", "outputs"}
+_INPUT_KEYS = {"name", "shape", "datatype", "parameters", "data"}
+_OUTPUT_KEYS = {"name", "parameters"}
+_VERSION = re.compile(r"[0-9]{1,18}")
+_MAX_DETAILS = 20
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    id: str | None
+    batch: Batch
+    outputs: list[tuple[str, bool]]  # (output name, as binary data), in response order
+
+
+# --- request parsing ------------------------------------------------------------------------
+
+
+def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """The JSON header and the binary part of a body (all JSON without the extension)."""
+    if header_length is None:
+        return body, b""
+    if not re.fullmatch(r"[0-9]{1,18}", header_length.strip()):
+        invalid(HEADER_LENGTH, f"must be a byte count, got {header_length[:40]!r}")
+    length = int(header_length)
+    if length == 0:
+        invalid(HEADER_LENGTH, "must be at least 1 (the JSON header's length)")
+    if length > len(body):
+        invalid(HEADER_LENGTH, f"is {length}, beyond the body's {len(body)} bytes")
+    return body[:length], body[length:]
+
+
+def _bool(value: Any, loc: str) -> bool:
+    if type(value) is not bool:
+        invalid(loc, f"must be true or false, got {describe_json_type(value)}")
+    return value
+
+
+def _parameters(value: Any, loc: str, allowed: set[str] | None) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        invalid(loc, f"must be an object, got {describe_json_type(value)}")
+    if allowed is not None:
+        for key in value:
+            if key not in allowed:
+                invalid(f"{loc}.{key[:40]}", "parameter not supported by this server")
+    return value
+
+
+def _flatten(data: Any, loc: str, datatype: str) -> tuple[list[Any], bool]:
+    """The leaves of JSON ``data`` (flat or nested), type-checked; and whether it was nested."""
+    if type(data) is not list:
+        invalid(loc, f"must be an array, got {describe_json_type(data)}")
+    leaves: list[Any] = []
+    details: list[Detail] = []
+    nested = bool(data) and type(data[0]) is list
+    limit = _INT_RANGES.get(datatype)
+
+    def walk(value: Any, where: str) -> None:
+        if len(details) > _MAX_DETAILS:
+            return
+        if type(value) is list:
+            for index, item in enumerate(value):
+                walk(item, f"{where}[{index}]")
+            return
+        if datatype == "BOOL":
+            ok = type(value) is bool
+            expected = "true or false"
+        elif limit is not None:
+            ok = type(value) is int and -limit <= value < limit
+            expected = f"an {datatype} integer 0 or 1"
+        else:
+            ok = type(value) in (int, float)
+            expected = "the number 0 or 1"
+        if not ok:
+            got = str(value) if type(value) is int else describe_json_type(value)
+            details.append(Detail(where, f"must be {expected}, got {got}"))
+        leaves.append(value)
+
+    walk(data, loc)
+    if details:
+        raise_details(details)
+    return leaves, nested
+
+
+def _input_batch(tensor: Any, binary: bytes, offset: int, max_rows: int) -> tuple[Batch, int]:
+    """The batch of ``inputs[0]`` and how many binary bytes it used (from ``offset``)."""
+    where = "inputs[0]"
+    if not isinstance(tensor, dict):
+        invalid(where, f"must be a tensor object, got {describe_json_type(tensor)}")
+    for key in tensor:
+        if key not in _INPUT_KEYS:
+            invalid(f"{where}.{key[:40]}", "unknown field of an input tensor")
+    name = tensor.get("name")
+    if name != INPUT_NAME:
+        invalid(f"{where}.name", f"unexpected input {str(name)[:40]!r}; the only input is 'inputs'")
+    datatype = tensor.get("datatype")
+    if datatype not in INPUT_DTYPES:
+        invalid(
+            f"{where}.datatype",
+            f"must be one of {', '.join(INPUT_DTYPES)}, got {str(datatype)[:20]!r}",
+        )
+    shape = tensor.get("shape")
+    if (
+        type(shape) is not list
+        or len(shape) != 2
+        or any(type(size) is not int or size < 0 for size in shape)
+        or shape[1] != 2
+    ):
+        invalid(f"{where}.shape", f"must be [n, 2], got {json.dumps(shape)[:40]}")
+    rows = shape[0]
+    if rows == 0:
+        invalid(f"{where}.shape", "must hold at least one pair (n >= 1)")
+    if rows > max_rows:
+        invalid(f"{where}.shape", f"holds {rows} pairs, at most {max_rows} allowed")
+    parameters = _parameters(
+        tensor.get("parameters", {}), f"{where}.parameters", {"binary_data_size"}
+    )
+    dtype = INPUT_DTYPES[datatype]
+    if "binary_data_size" in parameters:
+        size = parameters["binary_data_size"]
+        loc = f"{where}.parameters.binary_data_size"
+        expected = rows * 2 * dtype.itemsize
+        if type(size) is not int or size != expected:
+            invalid(loc, f"is {size!r}, but shape [{rows}, 2] of {datatype} takes {expected} bytes")
+        if "data" in tensor:
+            invalid(f"{where}.data", "must be absent when the input is sent as binary data")
+        if offset + size > len(binary):
+            invalid(loc, f"is {size}, but only {len(binary) - offset} bytes of binary data follow")
+        values = np.frombuffer(binary, dtype=dtype, count=rows * 2, offset=offset).reshape(rows, 2)
+        return validate_bits(
+            values, max_rows=max_rows, where=where, loc=_flat_locator(f"{where} binary data")
+        ), size
+    if "data" not in tensor:
+        invalid(where, "has neither 'data' nor parameters.binary_data_size")
+    leaves, nested = _flatten(tensor["data"], f"{where}.data", datatype)
+    if len(leaves) != rows * 2:
+        invalid(f"{where}.data", f"holds {len(leaves)} values, shape [{rows}, 2] needs {rows * 2}")
+    array: npt.NDArray[Any]
+    if datatype == "BOOL":
+        array = np.array(leaves, dtype=np.bool_)
+    elif datatype in _INT_RANGES:
+        array = np.array(leaves, dtype=np.int64)
+    else:  # checked in float64, so 1.0000001 is not rounded to a bit
+        array = np.array(leaves, dtype=np.float64)
+    locator = _nested_locator(f"{where}.data") if nested else _flat_locator(f"{where}.data")
+    return validate_bits(array.reshape(rows, 2), max_rows=max_rows, where=where, loc=locator), 0
+
+
+def _flat_locator(prefix: str) -> Locator:
+    return lambda i, j: f"{prefix}[{2 * i + j}]"
+
+
+def _nested_locator(prefix: str) -> Locator:
+    return lambda i, j: f"{prefix}[{i}][{j}]"
+
+
+def _requested_outputs(document: dict[str, Any], binary_default: bool) -> list[tuple[str, bool]]:
+    if "outputs" not in document:
+        return [(name, binary_default) for name in OUTPUT_NAMES]
+    requested = document["outputs"]
+    if type(requested) is not list:
+        invalid("outputs", f"must be an array, got {describe_json_type(requested)}")
+    selected: list[tuple[str, bool]] = []
+    for index, output in enumerate(requested):
+        where = f"outputs[{index}]"
+        if not isinstance(output, dict):
+            invalid(where, f"must be an object, got {describe_json_type(output)}")
+        for key in output:
+            if key not in _OUTPUT_KEYS:
+                invalid(f"{where}.{key[:40]}", "unknown field of a requested output")
+        name = output.get("name")
+        if name not in OUTPUT_NAMES:
+            invalid(
+                f"{where}.name",
+                f"unknown output {str(name)[:40]!r}; outputs are {', '.join(OUTPUT_NAMES)}",
+            )
+        if any(name == chosen for chosen, _ in selected):
+            invalid(f"{where}.name", f"output {name!r} is requested twice")
+        parameters = _parameters(
+            output.get("parameters", {}), f"{where}.parameters", {"binary_data"}
+        )
+        binary = binary_default
+        if "binary_data" in parameters:
+            binary = _bool(parameters["binary_data"], f"{where}.parameters.binary_data")
+        selected.append((name, binary))
+    return selected
+
+
+def parse_infer_request(header: bytes, binary: bytes, max_rows: int) -> InferRequest:
+    """An inference request: its JSON header (strictly parsed) and binary inputs, checked."""
+    document = decode_json(header)
+    if not isinstance(document, dict):
+        invalid("body", f"must be a JSON object, got {describe_json_type(document)}")
+    for key in document:
+        if key not in _REQUEST_KEYS:
+            invalid(key[:40], "unknown field of an inference request")
+    request_id = document.get("id")
+    if request_id is not None and type(request_id) is not str:
+        invalid("id", f"must be a string, got {describe_json_type(request_id)}")
+    # Other request parameters (priority, timeout, ...) do not apply here and are ignored.
+    parameters = _parameters(document.get("parameters", {}), "parameters", None)
+    binary_default = False
+    if "binary_data_output" in parameters:
+        binary_default = _bool(parameters["binary_data_output"], "parameters.binary_data_output")
+    inputs = document.get("inputs")
+    if type(inputs) is not list or len(inputs) != 1:
+        got = f"{len(inputs)} tensors" if type(inputs) is list else describe_json_type(inputs)
+        invalid("inputs", f"must hold exactly one tensor, 'inputs'; got {got}")
+    batch, used = _input_batch(inputs[0], binary, 0, max_rows)
+    if used != len(binary):
+        invalid(
+            "body",
+            f"{len(binary) - used} bytes of binary data are not claimed by any input's "
+            "parameters.binary_data_size",
+        )
+    outputs = _requested_outputs(document, binary_default)
+    return InferRequest(id=request_id, batch=batch, outputs=outputs)
+
+
+# --- response rendering ---------------------------------------------------------------------
+
+
+def _binary(tensor: npt.NDArray[Any], datatype: str) -> bytes:
+    if datatype == "BYTES":
+        return b"".join(struct.pack("<I", len(item)) + item for item in tensor.reshape(-1))
+    dtype = "<f4" if datatype == "FP32" else "<i8"
+    return tensor.astype(dtype, copy=False).tobytes()
+
+
+def _json_data(tensor: npt.NDArray[Any], datatype: str) -> list[Any]:
+    flat = tensor.reshape(-1)
+    if datatype == "BYTES":
+        return [item.decode() for item in flat.tolist()]
+    if datatype == "FP32":
+        return flat.astype(np.float64).tolist()
+    return flat.tolist()
+
+
+def render_infer_response(name: str, request: InferRequest, outputs: ModelOutputs) -> Response:
+    document: dict[str, Any] = {"model_name": name, "model_version": str(outputs.model_version)}
+    if request.id is not None:
+        document["id"] = request.id
+    blobs: list[bytes] = []
+    rendered = []
+    for output, binary in request.outputs:
+        tensor = outputs[output]
+        datatype = OUTPUT_DTYPES[output]
+        entry: dict[str, Any] = {
+            "name": output,
+            "datatype": datatype,
+            "shape": list(tensor.shape),
+        }
+        if binary:
+            blob = _binary(tensor, datatype)
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = _json_data(tensor, datatype)
+        rendered.append(entry)
+    document["outputs"] = rendered
+    header = json.dumps(document, separators=(",", ":")).encode()
+    if not blobs:
+        return Response(header, media_type="application/json")
+    return Response(
+        header + b"".join(blobs),
+        media_type="application/octet-stream",
+        headers={HEADER_LENGTH: str(len(header))},
+    )
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+
+def _names(request: Request) -> tuple[str, str]:
+    return request.path_params["model_name"], request.path_params["model_version"]
+
+
+def _check_name(services: Services, name: str) -> None:
+    if name != services.settings.model_name:
+        raise NotFound(f"Request for unknown model: {name[:64]!r} is not found")
+
+
+def _resolve(services: Services, name: str, version: str | None) -> LoadedModel:
+    """The model a URL names: 404 for another name or an unloaded version, 503 for none."""
+    _check_name(services, name)
+    if version is None:
+        return services.prediction.model()
+    if not _VERSION.fullmatch(version):
+        raise NotFound(f"Request for unknown model: {name!r} version {version[:20]!r} is not found")
+    return services.prediction.model(int(version))
+
+
+def _tensor_metadata(name: str, dtype: str, shape: list[int | None]) -> dict[str, Any]:
+    datatype = "BYTES" if dtype == "string" else _TF_TO_OIP.get(dtype, dtype.upper())
+    return {"name": name, "datatype": datatype, "shape": [-1 if s is None else s for s in shape]}
+
+
+def _model_metadata(services: Services, model: LoadedModel) -> dict[str, Any]:
+    info = model.signature_info
+    outputs = {o.name: o for o in info.outputs}
+    return {
+        "name": services.settings.model_name,
+        "versions": [str(m.version) for m in services.store.loaded],
+        "platform": PLATFORM,
+        "inputs": [_tensor_metadata(i.name, i.dtype, i.shape) for i in info.inputs],
+        "outputs": [
+            _tensor_metadata(name, outputs[name].dtype, outputs[name].shape)
+            for name in OUTPUT_NAMES
+        ],
+    }
+
+
+_HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "true (empty body)", "content": None},
+    400: {"description": "false (empty body), as the protocol asks: 4xx means not ready"},
+}
+
+
+def _health(ready: bool) -> Response:
+    return Response(status_code=200 if ready else 400)
+
+
+def _model_ready(services: Services, name: str, version: str | None) -> Response:
+    _check_name(services, name)
+    if version is not None and not _VERSION.fullmatch(version):
+        raise NotFound(f"Request for unknown model: {name!r} version {version[:20]!r} is not found")
+    store = services.store
+    ready = store.current is not None if version is None else store.get(int(version)) is not None
+    return _health(ready)
+
+
+@router.get("", summary="Server metadata", response_model=ServerMetadata)
+async def server_metadata(request: Request) -> Response:
+    """Name, version and the protocol extensions supported (`binary_tensor_data`)."""
+    return json_response(
+        {"name": SERVER_NAME, "version": request.app.version, "extensions": list(EXTENSIONS)}
+    )
+
+
+@router.get("/health/live", summary="Server live", responses=_HEALTH_RESPONSES)
+async def live() -> Response:
+    """200 while the process serves HTTP."""
+    return _health(True)
+
+
+@router.get("/health/ready", summary="Server ready", responses=_HEALTH_RESPONSES)
+async def ready(services: ServicesDep) -> Response:
+    """200 while a model is loaded; 400 (not ready) otherwise."""
+    return _health(services.store.current is not None)
+
+
+@router.get(
+    "/models/{model_name}",
+    summary="Model metadata of the newest loaded version",
+    response_model=ModelMetadata,
+    responses=protocol_error_responses(404, 503),
+)
+async def model_metadata(request: Request, services: ServicesDep) -> Response:
+    """Name, loaded versions, platform, and the input and outputs with datatypes and shapes."""
+    model = _resolve(services, request.path_params["model_name"], None)
+    return json_response(_model_metadata(services, model))
+
+
+@router.get(
+    "/models/{model_name}/versions/{model_version}",
+    summary="Model metadata of one loaded version",
+    response_model=ModelMetadata,
+    responses=protocol_error_responses(404, 503),
+    openapi_extra={"parameters": path_parameters("model_name", "model_version")},
+)
+async def version_metadata(request: Request, services: ServicesDep) -> Response:
+    """As the model metadata, for the given loaded version (404 if it is not loaded)."""
+    model = _resolve(services, *_names(request))
+    return json_response(_model_metadata(services, model))
+
+
+@router.get(
+    "/models/{model_name}/ready",
+    summary="Model ready",
+    responses={**_HEALTH_RESPONSES, **protocol_error_responses(404)},
+    openapi_extra={"parameters": path_parameters("model_name")},
+)
+async def model_ready(request: Request, services: ServicesDep) -> Response:
+    """200 while a version of the model is loaded; 400 (not ready) otherwise."""
+    return _model_ready(services, request.path_params["model_name"], None)
+
+
+@router.get(
+    "/models/{model_name}/versions/{model_version}/ready",
+    summary="Model version ready",
+    responses={**_HEALTH_RESPONSES, **protocol_error_responses(404)},
+    openapi_extra={"parameters": path_parameters("model_name", "model_version")},
+)
+async def version_ready(request: Request, services: ServicesDep) -> Response:
+    """200 while the version is loaded; 400 (not ready) otherwise."""
+    return _model_ready(services, *_names(request))
+
+
+_INFER: dict[str, Any] = {
+    "response_model": InferenceResponse,
+    "responses": {
+        200: {
+            "description": "The inference response; with binary outputs, the JSON header "
+            "followed by the output bytes (`Inference-Header-Content-Length` gives its length)",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        },
+        **protocol_error_responses(400, 404, 413, 500, 503),
+    },
+}
+
+
+def _infer_openapi(*names: str) -> dict[str, Any]:
+    parameters = [*path_parameters(*names), INFERENCE_HEADER_PARAMETER]
+    return {"requestBody": OIP_INFER_BODY, "parameters": parameters}
+
+
+async def _infer(request: Request, services: Services, name: str, version: str | None) -> Response:
+    model = _resolve(services, name, version)
+    header, binary = split_body(await request.body(), request.headers.get(HEADER_LENGTH))
+    infer_request = parse_infer_request(header, binary, services.settings.max_batch_size)
+    outputs = await services.prediction.predict_async(infer_request.batch, model)
+    return render_infer_response(services.settings.model_name, infer_request, outputs)
+
+
+@router.post(
+    "/models/{model_name}/infer",
+    summary="Inference on the newest loaded version",
+    openapi_extra=_infer_openapi("model_name"),
+    **_INFER,
+)
+async def infer(request: Request, services: ServicesDep) -> Response:
+    """One input tensor `inputs` [n, 2] (FP32, FP64, INT32, INT64 or BOOL; 0/1 values)."""
+    return await _infer(request, services, request.path_params["model_name"], None)
+
+
+@router.post(
+    "/models/{model_name}/versions/{model_version}/infer",
+    summary="Inference on a pinned version",
+    **_INFER,
+    openapi_extra=_infer_openapi("model_name", "model_version"),
+)
+async def infer_version(request: Request, services: ServicesDep) -> Response:
+    """As `infer`, on the given loaded version (404 once it is no longer loaded)."""
+    return await _infer(request, services, *_names(request))
