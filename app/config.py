@@ -54,6 +54,17 @@ class Settings(BaseSettings):
         gt=0,
         description="Most pairs one prediction request may carry, whatever the API.",
     )
+    batching: bool = Field(
+        True,
+        description="Run concurrent prediction requests together in one model call "
+        "(no added wait when idle); false: one call per request.",
+    )
+    batch_max_size: int = Field(
+        256,
+        gt=0,
+        description="Most pairs one combined model call gathers from concurrent requests "
+        "(a single larger request still runs, alone).",
+    )
     max_body_bytes: int = Field(
         1_048_576,
         gt=0,

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from app.batching import MicroBatcher
 from app.config import Settings
 from app.dependencies import Services
 from app.errors import (
@@ -55,8 +56,16 @@ def build_services(settings: Settings) -> Services:
     metrics = Metrics()
     store = ModelStore(settings.model_dir, observer=metrics, keep=settings.loaded_versions)
     metrics.watch(lambda: store.current)
+    batcher = (
+        MicroBatcher(max_rows=settings.batch_max_size, observer=metrics)
+        if settings.batching
+        else None
+    )
     prediction = PredictionService(
-        store, metrics=metrics, retry_after_seconds=math.ceil(settings.poll_interval_seconds)
+        store,
+        metrics=metrics,
+        retry_after_seconds=math.ceil(settings.poll_interval_seconds),
+        batcher=batcher,
     )
     return Services(settings=settings, metrics=metrics, store=store, prediction=prediction)
 

@@ -100,6 +100,24 @@ class Metrics:
             buckets=_INSTANCE_BUCKETS,
             registry=self.registry,
         )
+        self.batch_rows = Histogram(
+            "xor_batch_rows",
+            "Pairs per model call (micro-batching gathers concurrent requests)",
+            buckets=_INSTANCE_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_requests = Histogram(
+            "xor_batch_requests",
+            "Requests per model call",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
+        self.batch_queue_wait = Histogram(
+            "xor_batch_queue_wait_seconds",
+            "Time a request waited for its model call to start",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         for outcome in ("success", "failure"):
             self.model_loads.labels(outcome)
         for class_id in ("0", "1"):
@@ -121,6 +139,12 @@ class Metrics:
         for class_id, count in class_counts.items():
             self.predictions.labels(str(class_id)).inc(count)
         self.instances_per_request.observe(instances)
+
+    def batch_finished(self, *, rows: int, requests: int, queue_waits: list[float]) -> None:
+        self.batch_rows.observe(rows)
+        self.batch_requests.observe(requests)
+        for wait in queue_waits:
+            self.batch_queue_wait.observe(wait)
 
     def exposition(self) -> bytes:
         """The Prometheus text format."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
@@ -271,6 +272,13 @@ def parse_infer_request(header: bytes, binary: bytes, max_rows: int) -> InferReq
         invalid("id", f"must be a string, got {describe_json_type(request_id)}")
     # Other request parameters (priority, timeout, ...) do not apply here and are ignored.
     parameters = _parameters(document.get("parameters", {}), "parameters", None)
+    for key, value in parameters.items():
+        # The protocol's $parameters hold strings, numbers and booleans only.
+        if type(value) not in (str, int, float, bool):
+            invalid(
+                f"parameters.{key[:40]}",
+                f"must be a string, number or boolean, got {describe_json_type(value)}",
+            )
     binary_default = False
     if "binary_data_output" in parameters:
         binary_default = _bool(parameters["binary_data_output"], "parameters.binary_data_output")
@@ -330,7 +338,7 @@ def render_infer_response(name: str, request: InferRequest, outputs: ModelOutput
             entry["data"] = _json_data(tensor, datatype)
         rendered.append(entry)
     document["outputs"] = rendered
-    header = json.dumps(document, separators=(",", ":")).encode()
+    header = orjson.dumps(document)
     if not blobs:
         return Response(header, media_type="application/json")
     return Response(
@@ -426,6 +434,7 @@ async def ready(services: ServicesDep) -> Response:
     summary="Model metadata of the newest loaded version",
     response_model=ModelMetadata,
     responses=protocol_error_responses(404, 503),
+    openapi_extra={"parameters": path_parameters("model_name")},
 )
 async def model_metadata(request: Request, services: ServicesDep) -> Response:
     """Name, loaded versions, platform, and the input and outputs with datatypes and shapes."""

@@ -23,6 +23,7 @@ import numpy.typing as npt
 from app.errors import Detail, InvalidInput, ModelUnavailable, VersionNotLoaded
 
 if TYPE_CHECKING:
+    from app.batching import MicroBatcher
     from app.metrics import Metrics
     from app.model_store import LoadedModel
 
@@ -245,11 +246,17 @@ class PredictionService:
     """Runs batches through a loaded version, each batch in one signature call."""
 
     def __init__(
-        self, source: ModelSource, *, metrics: Metrics | None = None, retry_after_seconds: int = 1
+        self,
+        source: ModelSource,
+        *,
+        metrics: Metrics | None = None,
+        retry_after_seconds: int = 1,
+        batcher: MicroBatcher | None = None,
     ) -> None:
         self._source = source
         self._metrics = metrics
         self._retry_after = str(max(1, retry_after_seconds))
+        self._batcher = batcher
 
     def model(self, version: int | None = None) -> LoadedModel:
         """The served model, or the loaded ``version``; read once, so a request finishes on it.
@@ -272,8 +279,13 @@ class PredictionService:
         return pinned
 
     async def predict_async(self, batch: Batch, model: LoadedModel | None = None) -> ModelOutputs:
-        """:meth:`predict` for async callers: small batches inline, large ones in a thread."""
+        """:meth:`predict` for async callers, micro-batched with concurrent requests.
+
+        Without a batcher: small batches inline, large ones in a worker thread.
+        """
         model = model if model is not None else self.model()
+        if self._batcher is not None:
+            return self._result(batch, model, await self._batcher.run(model, batch.features))
         if len(batch) <= INLINE_MAX_PAIRS:
             return self.predict(batch, model)
         return await anyio.to_thread.run_sync(self.predict, batch, model)
@@ -281,7 +293,11 @@ class PredictionService:
     def predict(self, batch: Batch, model: LoadedModel | None = None) -> ModelOutputs:
         """All five outputs for ``batch``, in order, from one signature call (blocking)."""
         model = model if model is not None else self.model()
-        outputs = model.run(batch.features)
+        return self._result(batch, model, model.run(batch.features))
+
+    def _result(
+        self, batch: Batch, model: LoadedModel, outputs: Mapping[str, npt.NDArray[Any]]
+    ) -> ModelOutputs:
         if self._metrics is not None:
             ones = int(np.count_nonzero(outputs["class_ids"]))
             self._metrics.predicted({0: len(batch) - ones, 1: ones}, len(batch))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -35,7 +35,7 @@ _UTF8 = {"utf-8", "utf8"}
 def json_response(document: Any, status: int = 200) -> Response:
     # Rendered directly: response_model only documents, it does not re-validate every row.
     return Response(
-        json.dumps(document, separators=(",", ":")).encode(),
+        orjson.dumps(document),
         status_code=status,
         media_type="application/json",
     )

@@ -53,6 +53,9 @@ def serve(app: FastAPI, settings: Settings) -> int:
         log_config=None,  # our handlers (app.logging) format uvicorn's records too
         access_log=False,  # RequestContextMiddleware logs every request
         server_header=False,
+        # The fast implementations (uvloop's event loop, httptools' HTTP parser).
+        loop="uvloop",
+        http="httptools",
     )
     server = GracefulServer(config)
     try:

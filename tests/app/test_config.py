@@ -28,6 +28,8 @@ def test_defaults() -> None:
     assert settings.shutdown_timeout_seconds == 20
     assert settings.model_name == "xor"
     assert settings.loaded_versions == 2
+    assert settings.batching is True
+    assert settings.batch_max_size == 256
 
 
 def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -36,6 +38,8 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XOR_POLL_INTERVAL_SECONDS", "0.5")
     monkeypatch.setenv("XOR_LOG_LEVEL", "debug")
     monkeypatch.setenv("XOR_LOG_FORMAT", "TEXT")
+    monkeypatch.setenv("XOR_BATCHING", "false")
+    monkeypatch.setenv("XOR_BATCH_MAX_SIZE", "64")
     # The training CLI's variables share the prefix and must not disturb the server.
     monkeypatch.setenv("XOR_TRAIN_STEPS", "5")
     settings = load_settings()
@@ -44,6 +48,8 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.poll_interval_seconds == 0.5
     assert settings.log_level == "DEBUG"
     assert settings.log_format is LogFormat.TEXT
+    assert settings.batching is False
+    assert settings.batch_max_size == 64
 
 
 @pytest.mark.parametrize(
@@ -60,6 +66,8 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
         ("XOR_LOG_FORMAT", "xml"),
         ("XOR_SHUTDOWN_TIMEOUT_SECONDS", "0"),
         ("XOR_LOADED_VERSIONS", "0"),
+        ("XOR_BATCHING", "maybe"),
+        ("XOR_BATCH_MAX_SIZE", "0"),
         ("XOR_MODEL_NAME", "xor:predict"),
         ("XOR_MODEL_NAME", "a/b"),
     ],

@@ -1,0 +1,144 @@
+"""Adaptive micro-batching: concurrent requests for one version share one signature call.
+
+A model call costs about the same for 1 and for 1000 rows, so the lever against the per-call
+cost is to run concurrent requests together. There is no fixed wait: a request that finds its
+version idle is sent to the model at once; requests that arrive while a call runs gather in
+the version's queue and go together in the next call (up to ``max_rows`` rows; a request larger
+than that runs alone). Model calls run on one worker thread per batcher, so the event loop
+keeps parsing and validating (and so gathering) newcomers while the model computes.
+
+Results are split back in request order. If a combined call fails, its requests are retried
+one by one, so a request can only fail on its own rows, never because of a neighbour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections import deque
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from app.model_store import LoadedModel
+
+log = logging.getLogger(__name__)
+
+Outputs = Mapping[str, npt.NDArray[Any]]
+
+
+class BatchObserver(Protocol):
+    """Told about every model call (the metrics implement it)."""
+
+    def batch_finished(self, *, rows: int, requests: int, queue_waits: list[float]) -> None: ...
+
+
+@dataclass
+class _Pending:
+    features: npt.NDArray[np.float32]
+    future: asyncio.Future[Outputs]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class _VersionQueue:
+    waiting: deque[_Pending] = field(default_factory=deque)
+    # The task draining this queue (a reference, so it is not garbage-collected mid-run).
+    drain: asyncio.Task[None] | None = None
+
+
+class MicroBatcher:
+    """Queues per loaded version; at most one model call per version in flight."""
+
+    def __init__(self, *, max_rows: int, observer: BatchObserver | None = None) -> None:
+        self.max_rows = max_rows
+        self._observer = observer
+        self._queues: dict[int, _VersionQueue] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xor-model")
+
+    async def run(self, model: LoadedModel, features: npt.NDArray[np.float32]) -> Outputs:
+        """``model``'s outputs for ``features``, computed together with concurrent requests."""
+        loop = asyncio.get_running_loop()
+        queue = self._queues.setdefault(id(model), _VersionQueue())
+        pending = _Pending(features, loop.create_future())
+        queue.waiting.append(pending)
+        if queue.drain is None:
+            queue.drain = loop.create_task(self._drain(model, queue))
+        return await pending.future
+
+    def _take(self, waiting: deque[_Pending]) -> list[_Pending]:
+        taken = [waiting.popleft()]
+        rows = len(taken[0].features)
+        while waiting and rows + len(waiting[0].features) <= self.max_rows:
+            rows += len(waiting[0].features)
+            taken.append(waiting.popleft())
+        return taken
+
+    async def _drain(self, model: LoadedModel, queue: _VersionQueue) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while queue.waiting:
+                taken = self._take(queue.waiting)
+                started = time.perf_counter()
+                waits = [started - p.enqueued for p in taken]
+                try:
+                    await self._call(loop, model, taken)
+                finally:
+                    if self._observer is not None:
+                        rows = sum(len(p.features) for p in taken)
+                        self._observer.batch_finished(
+                            rows=rows, requests=len(taken), queue_waits=waits
+                        )
+        finally:
+            queue.drain = None
+            if sys.exc_info()[0] is not None:  # cancelled or broken: fail, never strand, the rest
+                while queue.waiting:
+                    _settle(queue.waiting.popleft(), exception=RuntimeError("model call aborted"))
+            if not queue.waiting:
+                self._queues.pop(id(model), None)
+
+    async def _call(
+        self, loop: asyncio.AbstractEventLoop, model: LoadedModel, taken: list[_Pending]
+    ) -> None:
+        if len(taken) == 1:
+            features = taken[0].features
+        else:
+            features = np.concatenate([p.features for p in taken])
+        try:
+            outputs = await loop.run_in_executor(self._executor, model.run, features)
+        except Exception as exc:
+            if len(taken) == 1:
+                _settle(taken[0], exception=exc)
+                return
+            log.warning(
+                "a combined model call of %d requests failed (%s); retrying them one by one",
+                len(taken),
+                exc,
+                extra={"event": "batch_failed", "model_version": model.version},
+            )
+            for pending in taken:
+                await self._call(loop, model, [pending])
+            return
+        start = 0
+        for pending in taken:
+            end = start + len(pending.features)
+            _settle(pending, result={name: value[start:end] for name, value in outputs.items()})
+            start = end
+
+
+def _settle(
+    pending: _Pending, *, result: Outputs | None = None, exception: BaseException | None = None
+) -> None:
+    if pending.future.done():  # the client went away and the request was cancelled
+        return
+    if exception is not None:
+        pending.future.set_exception(exception)
+    else:
+        pending.future.set_result(result if result is not None else {})
