@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +149,25 @@ def test_batching_can_be_disabled(trained_model_dir: Path) -> None:
         assert [p["class_id"] for p in response.json()["predictions"]] == [1, 0]
         text = client.get("/metrics").text
     assert "xor_batch_rows_count 0.0" in text
+
+
+def test_calls_above_the_inline_limit_run_on_the_worker_thread(model: LoadedModel) -> None:
+    threads: list[str] = []
+
+    class RecordsThread:
+        version = model.version
+
+        def run(self, features: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[Any]]:
+            threads.append(threading.current_thread().name)
+            return model.run(features)
+
+    batcher = MicroBatcher(max_rows=256, inline_max_rows=4)
+    small, large = requests_of([4, 50])
+    (small_result,) = asyncio.run(run_all(batcher, RecordsThread(), [small]))
+    (large_result,) = asyncio.run(run_all(batcher, RecordsThread(), [large]))
+    assert threads[0] == threading.main_thread().name
+    assert threads[1].startswith("xor-model")
+    for features, result in ((small, small_result), (large, large_result)):
+        assert not isinstance(result, BaseException)
+        expected = np.logical_xor(features[:, 0], features[:, 1]).astype(np.int64)
+        np.testing.assert_array_equal(result["class_ids"].ravel(), expected)
