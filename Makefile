@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test bench format train lock clean
+.PHONY: run test bench soak format train lock clean
 
 run: $(VENV)/.runtime ## train a model if none is published yet, then serve on 127.0.0.1:8000
 	$(BIN)/python -m training --if-missing
@@ -19,6 +19,10 @@ test: $(VENV)/.dev ## lint, type-check and run the whole test suite
 bench: $(VENV)/.dev ## throughput/latency of the service against a ceiling and a naive baseline
 	@command -v wrk >/dev/null || apt-get install -y wrk
 	$(BIN)/python -m bench
+
+soak: $(VENV)/.dev ## 10 minutes at c=64 with a hot reload every minute (bench/soak-results.md)
+	@command -v wrk >/dev/null || apt-get install -y wrk
+	$(BIN)/python -m bench.soak --minutes 10
 
 train: $(VENV)/.runtime ## train (or resume) and publish a new version
 	$(BIN)/python -m training

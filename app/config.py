@@ -54,6 +54,14 @@ class Settings(BaseSettings):
         gt=0,
         description="Most pairs one prediction request may carry, whatever the API.",
     )
+    min_accuracy: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Versions whose evaluated accuracy is below this are refused (0: off; "
+        "match training's --min-accuracy to refuse weaker versions dropped in by hand).",
+    )
     batching: bool = Field(
         True,
         description="Run concurrent prediction requests together in one model call "

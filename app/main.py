@@ -54,8 +54,14 @@ async def handle_error(request: Request, exc: Exception) -> Response:
 
 def build_services(settings: Settings) -> Services:
     metrics = Metrics()
-    store = ModelStore(settings.model_dir, observer=metrics, keep=settings.loaded_versions)
+    store = ModelStore(
+        settings.model_dir,
+        observer=metrics,
+        keep=settings.loaded_versions,
+        min_accuracy=settings.min_accuracy,
+    )
     metrics.watch(lambda: store.current)
+    metrics.watch_files(lambda: store.file_problems)
     batcher = (
         MicroBatcher(max_rows=settings.batch_max_size, observer=metrics)
         if settings.batching

@@ -6,7 +6,7 @@ store, so they always describe the version that is served, also right after a sw
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -21,6 +21,22 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _INSTANCE_BUCKETS = (1, 2, 4, 8, 16, 64, 256, 1024, 4096, 10_000)
 _LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class _FileProblemsCollector(Collector):
+    def __init__(self, problems: Callable[[], Mapping[int, str]]) -> None:
+        self._problems = problems
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "xor_model_files_problem",
+            "1 for a loaded version whose files vanished or changed on disk since it was "
+            "loaded (it keeps serving from memory)",
+            labels=["model_version", "problem"],
+        )
+        for version, problem in sorted(self._problems().items()):
+            gauge.add_metric([str(version), problem], 1.0)
+        yield gauge
 
 
 class _ServedModelCollector(Collector):
@@ -126,6 +142,10 @@ class Metrics:
     def watch(self, current: Callable[[], LoadedModel | None]) -> None:
         """Report the served model (``current()`` is called once per scrape)."""
         self.registry.register(_ServedModelCollector(current))
+
+    def watch_files(self, problems: Callable[[], Mapping[int, str]]) -> None:
+        """Report loaded versions whose files changed on disk (``problems()`` once per scrape)."""
+        self.registry.register(_FileProblemsCollector(problems))
 
     def load_finished(self, *, success: bool, seconds: float) -> None:
         self.model_loads.labels("success" if success else "failure").inc()

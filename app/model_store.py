@@ -174,8 +174,9 @@ def fingerprint(path: Path) -> Fingerprint:
     return tuple(sorted(entries))
 
 
-def read_evaluation(path: Path, version: int) -> dict[str, Any]:
-    """The version's evaluation.json, checked: model_version matches, accuracy is a number."""
+def read_evaluation(path: Path, version: int, min_accuracy: float = 0.0) -> dict[str, Any]:
+    """The version's evaluation.json, checked: model_version matches, accuracy is a number
+    of at least ``min_accuracy`` (the serving gate)."""
     file = path / EVALUATION_FILE
     try:
         document = json.loads(file.read_text(encoding="utf-8"))
@@ -200,6 +201,11 @@ def read_evaluation(path: Path, version: int) -> dict[str, Any]:
         or not math.isfinite(accuracy)
     ):
         raise ModelLoadError(f"{file}: metrics.accuracy must be a number, got {accuracy!r}")
+    if accuracy < min_accuracy:
+        raise ModelLoadError(
+            f"{file}: accuracy {accuracy} is below the serving gate "
+            f"(min_accuracy {min_accuracy}): refused"
+        )
     return document
 
 
@@ -307,10 +313,14 @@ def warm_up(model: LoadedModel) -> None:
         raise ModelLoadError(f"{model.path}: warm-up class_ids are not 0 or 1")
 
 
-def load_version(path: Path, version: int) -> LoadedModel:
-    """Load, check and warm up one version directory, or raise ModelLoadError."""
+def load_version(path: Path, version: int, min_accuracy: float = 0.0) -> LoadedModel:
+    """Load, check and warm up one version directory, or raise ModelLoadError.
+
+    A version whose evaluated accuracy is below ``min_accuracy`` is refused before TensorFlow
+    loads anything.
+    """
     start = time.perf_counter()
-    evaluation = read_evaluation(path, version)
+    evaluation = read_evaluation(path, version, min_accuracy)
     try:
         root = tf.saved_model.load(str(path))
     except Exception as exc:
@@ -345,18 +355,30 @@ class _Failure:
 class _State:
     failures: dict[int, _Failure] = field(default_factory=dict)
     reason: str = "the model store has not scanned the model directory yet"
+    # Fingerprints of the loaded versions' files when they were loaded.
+    loaded_prints: dict[int, Fingerprint] = field(default_factory=dict)
+    # Loaded versions whose files are gone or changed on disk since they were loaded.
+    file_problems: dict[int, str] = field(default_factory=dict)
 
 
 class ModelStore:
     """Discovers, loads and serves versions from ``model_dir``; see the module docstring."""
 
     def __init__(
-        self, model_dir: Path, observer: LoadObserver | None = None, *, keep: int = 1
+        self,
+        model_dir: Path,
+        observer: LoadObserver | None = None,
+        *,
+        keep: int = 1,
+        min_accuracy: float = 0.0,
     ) -> None:
         if keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
+        if not 0.0 <= min_accuracy <= 1.0:
+            raise ValueError(f"min_accuracy must be within [0, 1], got {min_accuracy}")
         self.model_dir = model_dir
         self.keep = keep
+        self.min_accuracy = min_accuracy
         self._observer = observer
         # The loaded versions, newest first. Replaced by one assignment, never mutated.
         self._loaded: tuple[LoadedModel, ...] = ()
@@ -381,6 +403,14 @@ class ModelStore:
         return next((model for model in self._loaded if model.version == version), None)
 
     @property
+    def file_problems(self) -> dict[int, str]:
+        """Loaded versions whose files vanished or changed on disk since they were loaded.
+
+        They keep serving from memory; this says why a restart would not bring them back.
+        """
+        return dict(self._state.file_problems)
+
+    @property
     def unavailable_reason(self) -> str:
         """Why no model is served (meaningful while :attr:`current` is None)."""
         return self._state.reason
@@ -397,6 +427,7 @@ class ModelStore:
                     break  # this one and all after it are older than the whole window
                 if all(model.version != version for model in loaded):
                     self._try_load(version, path)
+            self._check_loaded_files()
             if not self._loaded:
                 self._state.reason = self._why_unavailable()
             return self.current
@@ -408,7 +439,7 @@ class ModelStore:
             return False  # failed before and unchanged since
         start = time.perf_counter()
         try:
-            model = load_version(path, version)
+            model = load_version(path, version, self.min_accuracy)
         except ModelLoadError as exc:
             self._failed(version, path, prints, str(exc), start)
             return False
@@ -419,6 +450,10 @@ class ModelStore:
         previous = self.current
         window = sorted((*self._loaded, model), key=lambda m: m.version, reverse=True)
         self._loaded = tuple(window[: self.keep])
+        self._state.loaded_prints[version] = prints
+        for dropped in window[self.keep :]:
+            self._state.loaded_prints.pop(dropped.version, None)
+            self._state.file_problems.pop(dropped.version, None)
         if self._observer is not None:
             self._observer.load_finished(success=True, seconds=model.load_seconds)
         if self.current is model:
@@ -448,6 +483,40 @@ class ModelStore:
                 extra={"event": "model_unloaded", "model_version": dropped.version},
             )
         return True
+
+    def _check_loaded_files(self) -> None:
+        """Notice (and log once per change) a loaded version's files vanishing or changing.
+
+        The model in memory keeps serving; but the version would not load again after a
+        restart, which the operator must hear about before that restart.
+        """
+        problems = self._state.file_problems
+        for model in self._loaded:
+            event: str | None = None
+            if not (model.path / "saved_model.pb").is_file():
+                event, problem = "model_files_missing", "files of the loaded version are gone"
+            elif fingerprint(model.path) != self._state.loaded_prints.get(model.version):
+                event, problem = "model_files_changed", "files of the loaded version changed"
+            known = problems.get(model.version)
+            if event is None:
+                if known is not None:
+                    del problems[model.version]
+                    log.info(
+                        "files of loaded model version %d are intact again",
+                        model.version,
+                        extra={"event": "model_files_restored", "model_version": model.version},
+                    )
+                continue
+            message = f"{model.path}: {problem}"
+            if message == known:
+                continue
+            problems[model.version] = message
+            log.warning(
+                "%s; version %d keeps serving from memory, but would not load after a restart",
+                message,
+                model.version,
+                extra={"event": event, "model_version": model.version, "path": str(model.path)},
+            )
 
     def _failed(
         self,

@@ -113,6 +113,7 @@ TFSERVING_PREDICT_BODY: dict[str, Any] = {
                     },
                 },
                 "additionalProperties": False,
+                "oneOf": [{"required": ["instances"]}, {"required": ["inputs"]}],
                 "description": "exactly one of `instances` and `inputs`",
             },
             "examples": {
@@ -186,6 +187,9 @@ class TFServingColumnarOutputs(BaseModel):
 
 # --- Open Inference Protocol (KServe V2) -----------------------------------------------------
 
+# One element of an input tensor's `data`: a number, or a boolean for BOOL.
+_DATA_VALUE: dict[str, Any] = {"type": ["number", "boolean"]}
+
 OIP_INFER_BODY: dict[str, Any] = {
     "required": True,
     "description": "An inference request. No Content-Type is required. With the binary tensor "
@@ -199,7 +203,7 @@ OIP_INFER_BODY: dict[str, Any] = {
                 "title": "InferenceRequest",
                 "type": "object",
                 "properties": {
-                    "id": {"type": "string", "description": "echoed in the response"},
+                    "id": {"type": ["string", "null"], "description": "echoed in the response"},
                     "parameters": {
                         "type": "object",
                         "properties": {
@@ -208,6 +212,8 @@ OIP_INFER_BODY: dict[str, Any] = {
                                 "description": "default for every output's `binary_data`",
                             }
                         },
+                        # As the protocol defines $parameters; unknown ones are ignored.
+                        "additionalProperties": {"type": ["string", "number", "boolean"]},
                     },
                     "inputs": {
                         "type": "array",
@@ -219,7 +225,12 @@ OIP_INFER_BODY: dict[str, Any] = {
                                 "name": {"type": "string", "enum": ["inputs"]},
                                 "shape": {
                                     "type": "array",
-                                    "items": {"type": "integer"},
+                                    "prefixItems": [
+                                        {"type": "integer", "minimum": 1},
+                                        {"const": 2},
+                                    ],
+                                    "minItems": 2,
+                                    "maxItems": 2,
                                     "description": "[n, 2], n at most XOR_MAX_BATCH_SIZE",
                                 },
                                 "datatype": {
@@ -229,9 +240,19 @@ OIP_INFER_BODY: dict[str, Any] = {
                                 "parameters": {
                                     "type": "object",
                                     "properties": {"binary_data_size": {"type": "integer"}},
+                                    "additionalProperties": False,
                                 },
                                 "data": {
                                     "type": "array",
+                                    # Flat [a, b, ...] or nested [[a, b], ...]: shape [n, 2]
+                                    # allows no deeper nesting (and an open item schema makes
+                                    # fuzzers generate arbitrarily deep JSON).
+                                    "items": {
+                                        "anyOf": [
+                                            _DATA_VALUE,
+                                            {"type": "array", "items": _DATA_VALUE},
+                                        ]
+                                    },
                                     "description": "n*2 values, each 0 or 1 (false or true "
                                     "for BOOL), flat row-major or nested",
                                 },
@@ -258,6 +279,7 @@ OIP_INFER_BODY: dict[str, Any] = {
                                 "parameters": {
                                     "type": "object",
                                     "properties": {"binary_data": {"type": "boolean"}},
+                                    "additionalProperties": False,
                                 },
                             },
                             "required": ["name"],

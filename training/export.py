@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ SIGNATURE_KEY = "serving_default"
 EVALUATION_FILE = Path("assets.extra") / "evaluation.json"
 TEMP_PREFIX = ".tmp-export-"
 _RENAME_ATTEMPTS = 20
+# Longer than any export takes (seconds); see remove_stale_staging.
+STALE_STAGING_SECONDS = 3600
 
 PredictLogits = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
 # Given the exported model's logits function, returns the evaluation document (without
@@ -91,6 +94,25 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def remove_stale_staging(
+    export_dir: Path, older_than_seconds: float = STALE_STAGING_SECONDS
+) -> None:
+    """Remove temporary export dirs left by killed runs (untouched for ``older_than_seconds``).
+
+    A run killed during its export leaves its ``.tmp-export-*`` dir behind; readers ignore it,
+    but nothing else would ever remove it. A young one may belong to a run exporting right now
+    into the same export dir, so only old ones go.
+    """
+    cutoff = time.time() - older_than_seconds
+    for entry in export_dir.glob(f"{TEMP_PREFIX}*"):
+        try:
+            if entry.is_dir() and entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry)
+                log.info("removed %s, left by an interrupted export", entry)
+        except OSError as exc:
+            log.warning("cannot remove %s: %s", entry, exc)
+
+
 def _write_evaluation(staging: Path, document: dict[str, Any]) -> None:
     path = staging / EVALUATION_FILE
     path.parent.mkdir(exist_ok=True)
@@ -121,12 +143,20 @@ def export_saved_model(
     export_dir = Path(export_dir)
     try:
         export_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(export_dir)
         staging = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=export_dir))
     except OSError as exc:
         raise ExportError(f"{export_dir}: cannot write versions here: {exc.strerror}") from exc
     try:
         module = ServingModule(model)
-        tf.saved_model.save(module, str(staging), signatures={SIGNATURE_KEY: module.serve})
+        try:
+            tf.saved_model.save(module, str(staging), signatures={SIGNATURE_KEY: module.serve})
+        except (tf.errors.OpError, OSError) as exc:  # e.g. a full disk
+            reason = getattr(exc, "message", None) or str(exc)
+            raise ExportError(
+                f"{export_dir}: cannot write the SavedModel: "
+                f"{reason.rsplit(';', 1)[-1].strip() or reason}"
+            ) from exc
         evaluation = evaluate(_load_logits_function(staging))
         published = _publish(staging, export_dir, evaluation)
     except BaseException:

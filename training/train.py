@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -186,7 +187,18 @@ class Trainer:
         return None
 
     def save(self) -> str:
-        path: str = self.manager.save(checkpoint_number=self.global_step)
+        try:
+            path: str = self.manager.save(checkpoint_number=self.global_step)
+        except (tf.errors.OpError, OSError) as exc:
+            # E.g. a full disk. The checkpoint state still names the previous checkpoint, so
+            # the next run resumes from there; TensorFlow's half-written temp dir goes.
+            prefix = self.model_dir / f"{CHECKPOINT_NAME}-{self.global_step}"
+            shutil.rmtree(f"{prefix}_temp", ignore_errors=True)
+            reason = getattr(exc, "message", None) or str(exc)
+            raise TrainingError(
+                f"{self.model_dir}: cannot write the checkpoint of step {self.global_step}: "
+                f"{reason.rsplit(';', 1)[-1].strip() or reason}"
+            ) from exc
         log.info("Saving checkpoints for %d into %s", self.global_step, path)
         return path
 

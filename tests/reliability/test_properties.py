@@ -1,0 +1,169 @@
+"""Property tests: the three APIs agree on every valid pair; any other JSON is a 4xx, in shape."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+BITS = st.integers(min_value=0, max_value=1)
+PAIRS = st.lists(st.tuples(BITS, BITS), min_size=1, max_size=16)
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    database=None,  # no .hypothesis/ directory in the repository
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def _is_valid_pair(value: Any) -> bool:
+    return (
+        type(value) is list
+        and len(value) == 2
+        and all(type(bit) is int and bit in (0, 1) for bit in value)
+    )
+
+
+def _service_error(response: Any, *statuses: int) -> None:
+    assert response.status_code in statuses, response.text
+    error = response.json()["error"]
+    assert set(error) == {"code", "message", "details"}
+    assert isinstance(error["code"], str) and isinstance(error["message"], str)
+    for detail in error["details"]:
+        assert set(detail) == {"loc", "msg"}
+
+
+def _protocol_error(response: Any) -> None:
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert set(body) == {"error"} and isinstance(body["error"], str) and body["error"]
+
+
+@FUZZ
+@given(pairs=PAIRS)
+def test_the_three_apis_agree_and_answer_xor(
+    served_client: TestClient, pairs: list[tuple[int, int]]
+) -> None:
+    rows = [list(pair) for pair in pairs]
+    expected = [a ^ b for a, b in pairs]
+
+    predict = served_client.post("/predict", json={"instances": rows})
+    assert predict.status_code == 200, predict.text
+    predicted = predict.json()["predictions"]
+    assert [p["class_id"] for p in predicted] == expected
+    assert [p["inputs"] for p in predicted] == rows
+
+    v1 = served_client.post("/v1/models/xor:predict", json={"instances": rows})
+    assert v1.status_code == 200, v1.text
+    assert [p["class_ids"] for p in v1.json()["predictions"]] == [[c] for c in expected]
+
+    v2 = served_client.post(
+        "/v2/models/xor/infer",
+        json={
+            "inputs": [
+                {
+                    "name": "inputs",
+                    "shape": [len(rows), 2],
+                    "datatype": "INT64",
+                    "data": [bit for row in rows for bit in row],
+                }
+            ]
+        },
+    )
+    assert v2.status_code == 200, v2.text
+    outputs = {o["name"]: o for o in v2.json()["outputs"]}
+    assert outputs["class_ids"]["data"] == expected
+
+    # The same probabilities everywhere (one model, one core).
+    v1_probabilities = [p["probabilities"] for p in v1.json()["predictions"]]
+    flat = outputs["probabilities"]["data"]
+    v2_probabilities = [flat[i : i + 2] for i in range(0, len(flat), 2)]
+    for a, b, c in zip(
+        [p["probabilities"] for p in predicted], v1_probabilities, v2_probabilities, strict=True
+    ):
+        assert a == b
+        assert all(abs(x - y) < 1e-6 for x, y in zip(a, c, strict=True))
+
+
+@FUZZ
+@given(value=JSON_VALUES)
+def test_anything_but_a_pair_in_place_of_the_bits_is_a_4xx(
+    served_client: TestClient, value: Any
+) -> None:
+    if _is_valid_pair(value):
+        return
+    body = json.dumps({"inputs": value})
+    response = served_client.post(
+        "/predict", content=body, headers={"Content-Type": "application/json"}
+    )
+    _service_error(response, 422)
+    body = json.dumps({"instances": [[0, 1], value]})
+    response = served_client.post(
+        "/predict", content=body, headers={"Content-Type": "application/json"}
+    )
+    _service_error(response, 422)
+    _protocol_error(
+        served_client.post("/v1/models/xor:predict", content=json.dumps({"instances": [value]}))
+    )
+    v2 = {"inputs": [{"name": "inputs", "shape": [1, 2], "datatype": "FP32", "data": value}]}
+    _protocol_error(served_client.post("/v2/models/xor/infer", content=json.dumps(v2)))
+
+
+@FUZZ
+@given(bit=JSON_VALUES)
+def test_anything_but_a_bit_is_a_4xx(served_client: TestClient, bit: Any) -> None:
+    if type(bit) is int and bit in (0, 1):
+        return
+    response = served_client.post("/predict", json={"inputs": [0, bit]})
+    _service_error(response, 422)
+    v1_ok = type(bit) is float and bit in (0.0, 1.0)  # TF Serving takes 0.0/1.0 (documented)
+    response = served_client.post("/v1/models/xor:predict", json={"instances": [[bit, 1]]})
+    if v1_ok:
+        assert response.status_code == 200
+    else:
+        _protocol_error(response)
+
+
+@FUZZ
+@given(document=JSON_VALUES)
+def test_any_envelope_is_answered_with_a_2xx_or_a_4xx_in_shape(
+    served_client: TestClient, document: Any
+) -> None:
+    body = json.dumps(document)
+    response = served_client.post(
+        "/predict", content=body, headers={"Content-Type": "application/json"}
+    )
+    if response.status_code != 200:
+        _service_error(response, 400, 422)
+    for path in ("/v1/models/xor:predict", "/v2/models/xor/infer"):
+        response = served_client.post(path, content=body)
+        if response.status_code != 200:
+            _protocol_error(response)
+
+
+@FUZZ
+@given(raw=st.binary(max_size=64))
+def test_arbitrary_bytes_are_a_4xx_in_shape(served_client: TestClient, raw: bytes) -> None:
+    response = served_client.post(
+        "/predict", content=raw, headers={"Content-Type": "application/json"}
+    )
+    if response.status_code != 200:
+        _service_error(response, 400, 422)
+    for path in ("/v1/models/xor:predict", "/v2/models/xor/infer"):
+        response = served_client.post(path, content=raw)
+        if response.status_code != 200:
+            _protocol_error(response)

@@ -1,0 +1,187 @@
+"""SIGTERM under load, and security hygiene: no debug surface, no CORS, pinned dependencies."""
+
+from __future__ import annotations
+
+import ast
+import re
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.app.conftest import REPO, publish_copy
+from tests.app.test_server_process import start_server
+
+pytestmark = pytest.mark.slow
+
+
+def test_sigterm_under_load_completes_every_accepted_request(
+    tmp_path: Path, trained_version: Path
+) -> None:
+    model_dir = tmp_path / "xor"
+    publish_copy(trained_version, model_dir, 1000)
+    server = start_server(tmp_path, model_dir, XOR_SHUTDOWN_TIMEOUT_SECONDS="10")
+    completed: list[int] = []
+    failures: list[str] = []
+    refused = 0
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def load() -> None:
+        nonlocal refused
+        while not stop.is_set():
+            try:
+                # A fresh connection per request: each is either accepted and answered, or
+                # refused at connect time once the listener is closed.
+                response = httpx.post(
+                    f"{server.url}/predict", json={"instances": [[0, 1], [1, 1]]}, timeout=10
+                )
+            except httpx.ConnectError:
+                with lock:
+                    refused += 1
+                time.sleep(0.01)
+                continue
+            except Exception as exc:  # a request accepted but not answered: the failure we hunt
+                with lock:
+                    failures.append(repr(exc))
+                continue
+            with lock:
+                completed.append(response.status_code)
+
+    threads = [threading.Thread(target=load) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.5)
+    before = len(completed)
+    server.process.send_signal(signal.SIGTERM)
+    exit_code = server.process.wait(timeout=20)
+    time.sleep(0.3)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=15)
+    assert before > 20
+    assert failures == []
+    assert set(completed) == {200}
+    assert refused > 0  # new connections were refused cleanly after the listener closed
+    assert exit_code == 0
+
+
+# --- security hygiene -------------------------------------------------------------------------
+
+DEBUG_PATHS = [
+    "/debug",
+    "/_debug",
+    "/admin",
+    "/console",
+    "/debug/pprof",
+    "/env",
+    "/config",
+    "/settings",
+    "/shutdown",
+    "/reload",
+    "/.env",
+    "/server-status",
+]
+
+
+def test_no_debug_endpoints(served_client: TestClient) -> None:
+    for path in DEBUG_PATHS:
+        for method in ("GET", "POST"):
+            response = served_client.request(method, path)
+            assert response.status_code == 404, (method, path)
+    assert served_client.app.debug is False  # type: ignore[attr-defined]
+    # A server error does not leak a traceback (no debug mode): see test_middleware.
+
+
+def test_cors_is_off_by_default(served_client: TestClient) -> None:
+    origin = {"Origin": "https://evil.example"}
+    for response in (
+        served_client.get("/health", headers=origin),
+        served_client.post("/predict", json={"inputs": [0, 1]}, headers=origin),
+        served_client.options(
+            "/predict",
+            headers={**origin, "Access-Control-Request-Method": "POST"},
+        ),
+    ):
+        assert not any(h.lower().startswith("access-control-") for h in response.headers)
+
+
+LOCKS = ["requirements.lock", "requirements-dev.lock"]
+_PIN = re.compile(
+    r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[A-Za-z0-9,._-]+\])?==([A-Za-z0-9.+!_-]+)(\s*;\s*.+)?$"
+)
+
+
+def _locked(path: Path) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue  # uv's "# via" comments
+        match = _PIN.fullmatch(line)
+        assert match, f"{path.name}: not pinned as name==version: {line!r}"
+        names[re.sub(r"[-_.]+", "-", match[1]).lower()] = match[3]
+    return names
+
+
+@pytest.mark.parametrize("lock", LOCKS)
+def test_lock_files_pin_every_dependency(lock: str) -> None:
+    locked = _locked(REPO / lock)
+    assert locked
+    # Every transitive requirement of every locked package is locked too.
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from packaging.requirements import Requirement
+
+    missing = []
+    for name in locked:
+        try:
+            requirements = distribution(name).requires or []
+        except PackageNotFoundError:
+            continue  # another platform's package (markers)
+        for text in requirements:
+            requirement = Requirement(text)
+            if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+                continue
+            key = re.sub(r"[-_.]+", "-", requirement.name).lower()
+            if key not in locked:
+                missing.append(f"{name} -> {requirement.name}")
+    assert missing == []
+
+
+# Import names whose distribution is named differently.
+_DISTRIBUTIONS = {
+    "yaml": "pyyaml",
+    "google": "protobuf",
+    "prometheus_client": "prometheus-client",
+    "pydantic_settings": "pydantic-settings",
+    "tensorflow": "tensorflow-cpu",
+}
+
+
+def _third_party_imports(package: Path) -> set[str]:
+    names: set[str] = set()
+    for file in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n not in ("app", "training")}
+
+
+def test_every_import_of_app_and_training_is_in_the_runtime_lock() -> None:
+    locked = _locked(REPO / "requirements.lock")
+    imports = _third_party_imports(REPO / "app") | _third_party_imports(REPO / "training")
+    assert imports  # the scan found something
+    unlocked = sorted(
+        name
+        for name in imports
+        if re.sub(r"[-_.]+", "-", _DISTRIBUTIONS.get(name, name)).lower() not in locked
+    )
+    assert unlocked == []
