@@ -73,6 +73,16 @@ class Settings(BaseSettings):
         description="Most pairs one combined model call gathers from concurrent requests "
         "(a single larger request still runs, alone).",
     )
+    request_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="A request must arrive whole (headers and body) within this many seconds "
+        "of its first byte: 408 or a closed connection otherwise.",
+    )
+    max_header_bytes: int = Field(
+        65_536, gt=0, description="Most bytes of request line and headers accepted: 431 beyond."
+    )
     max_body_bytes: int = Field(
         1_048_576,
         gt=0,

@@ -68,6 +68,8 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
         ("XOR_LOADED_VERSIONS", "0"),
         ("XOR_BATCHING", "maybe"),
         ("XOR_BATCH_MAX_SIZE", "0"),
+        ("XOR_REQUEST_TIMEOUT_SECONDS", "0"),
+        ("XOR_MAX_HEADER_BYTES", "0"),
         ("XOR_MODEL_NAME", "xor:predict"),
         ("XOR_MODEL_NAME", "a/b"),
     ],

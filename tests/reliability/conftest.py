@@ -29,6 +29,6 @@ def server(
     tmp = tmp_path_factory.mktemp("reliability-server")
     versions = tmp / "xor"
     publish_copy(trained_version, versions, FIRST_VERSION)
-    server = start_server(tmp, versions)
+    server = start_server(tmp, versions, XOR_REQUEST_TIMEOUT_SECONDS="3")
     yield server
     assert stop_server(server) == 0
