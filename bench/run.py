@@ -113,7 +113,8 @@ class Load:
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def _ms(text: str) -> float:
+def duration_ms(text: str) -> float:
+    """A wrk duration (``412.00us``, ``1.62ms``, ``2.43s``) in milliseconds."""
     number, unit = re.fullmatch(r"([0-9.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
     return float(number) * _UNITS[unit]
 
@@ -139,8 +140,8 @@ def wrk(server: Server, connections: int, seconds: int) -> Load:
     out = completed.stdout
     (OUT / f"wrk-{server.name}-c{connections}.txt").write_text(out)
     rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p50 = duration_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = duration_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     errors = 0
     if match := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
         errors += int(match.group(1))

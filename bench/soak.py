@@ -27,13 +27,12 @@ from pathlib import Path
 
 import httpx
 
-from bench.run import free_port
+from bench.run import duration_ms, free_port, train_model
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 OUT = BENCH / "out"
 RESULTS = BENCH / "soak-results.md"
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
 @dataclass
@@ -49,13 +48,6 @@ class Segment:
     served_version: int
 
 
-def _ms(text: str) -> float:
-    match = re.fullmatch(r"([0-9.]+)(us|ms|s)", text)
-    if not match:
-        raise ValueError(f"not a wrk duration: {text!r}")
-    return float(match[1]) * _UNITS[match[2]]
-
-
 def parse_wrk(output: str) -> tuple[int, int, int, float, float, float]:
     requests = int(re.search(r"(\d+) requests in", output)[1])  # type: ignore[index]
     non_2xx = int(m[1]) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", output)) else 0
@@ -65,8 +57,8 @@ def parse_wrk(output: str) -> tuple[int, int, int, float, float, float]:
     ):
         errors = sum(int(x) for x in m.groups())
     rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", output)[1])  # type: ignore[index]
-    p50 = _ms(re.search(r"\n\s+50%\s+(\S+)", output)[1])  # type: ignore[index]
-    p99 = _ms(re.search(r"\n\s+99%\s+(\S+)", output)[1])  # type: ignore[index]
+    p50 = duration_ms(re.search(r"\n\s+50%\s+(\S+)", output)[1])  # type: ignore[index]
+    p99 = duration_ms(re.search(r"\n\s+99%\s+(\S+)", output)[1])  # type: ignore[index]
     return requests, non_2xx, errors, rps, p50, p99
 
 
@@ -86,25 +78,6 @@ def publish(source: Path, model_dir: Path, version: int) -> None:
     os.rename(staging, model_dir / str(version))
 
 
-def train(root: Path) -> Path:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "training",
-            f"--model-dir={root / 'training'}",
-            f"--export-dir={root / 'trained'}",
-            "--steps=300",
-        ],
-        cwd=REPO,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    (version,) = (root / "trained").iterdir()
-    return version
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
     parser.add_argument("--minutes", type=int, default=10)
@@ -121,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     url = f"http://127.0.0.1:{port}"
     server: subprocess.Popen[bytes] | None = None
     try:
-        trained = train(root)
-        model_dir = root / "xor"
+        trained = train_model(root)
+        model_dir = root / "served"  # train_model publishes into root / "xor"
         model_dir.mkdir()
         version = 1000
         publish(trained, model_dir, version)
