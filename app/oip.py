@@ -155,14 +155,19 @@ def _flatten(data: Any, loc: str, datatype: str) -> tuple[list[Any], bool]:
     return leaves, nested
 
 
+def _known_fields(value: Any, where: str, known: set[str], kind: str, of: str) -> None:
+    """400 unless ``value`` is a JSON object whose keys are all in ``known``."""
+    if not isinstance(value, dict):
+        invalid(where, f"must be {kind}, got {describe_json_type(value)}")
+    for key in value:
+        if key not in known:
+            invalid(f"{where}.{key[:40]}", f"unknown field of {of}")
+
+
 def _input_batch(tensor: Any, binary: bytes, offset: int, max_rows: int) -> tuple[Batch, int]:
     """The batch of ``inputs[0]`` and how many binary bytes it used (from ``offset``)."""
     where = "inputs[0]"
-    if not isinstance(tensor, dict):
-        invalid(where, f"must be a tensor object, got {describe_json_type(tensor)}")
-    for key in tensor:
-        if key not in _INPUT_KEYS:
-            invalid(f"{where}.{key[:40]}", "unknown field of an input tensor")
+    _known_fields(tensor, where, _INPUT_KEYS, "a tensor object", "an input tensor")
     name = tensor.get("name")
     if name != INPUT_NAME:
         invalid(f"{where}.name", f"unexpected input {str(name)[:40]!r}; the only input is 'inputs'")
@@ -236,11 +241,7 @@ def _requested_outputs(document: dict[str, Any], binary_default: bool) -> list[t
     selected: list[tuple[str, bool]] = []
     for index, output in enumerate(requested):
         where = f"outputs[{index}]"
-        if not isinstance(output, dict):
-            invalid(where, f"must be an object, got {describe_json_type(output)}")
-        for key in output:
-            if key not in _OUTPUT_KEYS:
-                invalid(f"{where}.{key[:40]}", "unknown field of a requested output")
+        _known_fields(output, where, _OUTPUT_KEYS, "an object", "a requested output")
         name = output.get("name")
         if name not in OUTPUT_NAMES:
             invalid(

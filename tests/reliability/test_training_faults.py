@@ -47,6 +47,19 @@ def environment() -> dict[str, str]:
     return {**clean, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
+def train_briefly(model_dir: Path, export_dir: Path) -> subprocess.CompletedProcess[str]:
+    """Five steps in a subprocess, output captured; the exit code is the test's to check."""
+    return subprocess.run(
+        command(model_dir, export_dir, "--steps=5"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=120,
+        check=False,
+    )
+
+
 def newest_step(model_dir: Path) -> int:
     return int(tf.train.latest_checkpoint(str(model_dir)).rsplit("-", 1)[1])
 
@@ -194,15 +207,7 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
 
 def test_full_disk_for_checkpoints_is_a_clear_error(tmp_path: Path, tiny_disk: Path) -> None:
     model_dir, export_dir = tiny_disk / "training", tmp_path / "xor"
-    completed = subprocess.run(
-        command(model_dir, export_dir, "--steps=5"),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=environment(),
-        timeout=120,
-        check=False,
-    )
+    completed = train_briefly(model_dir, export_dir)
     assert completed.returncode == 1, completed.stderr
     assert "cannot write the checkpoint of step 5: No space left on device" in completed.stderr
     assert "Traceback" not in completed.stderr
@@ -212,15 +217,7 @@ def test_full_disk_for_checkpoints_is_a_clear_error(tmp_path: Path, tiny_disk: P
 
 def test_full_disk_for_the_export_is_a_clear_error(tmp_path: Path, tiny_disk: Path) -> None:
     model_dir, export_dir = tmp_path / "training", tiny_disk / "xor"
-    completed = subprocess.run(
-        command(model_dir, export_dir, "--steps=5"),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=environment(),
-        timeout=120,
-        check=False,
-    )
+    completed = train_briefly(model_dir, export_dir)
     assert completed.returncode == 1, completed.stderr
     assert f"{export_dir}: cannot write the SavedModel: No space left on device" in completed.stderr
     assert "Traceback" not in completed.stderr
