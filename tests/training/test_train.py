@@ -77,6 +77,20 @@ def test_keeps_the_newest_checkpoints(tmp_path: Path, train: Train) -> None:
     assert on_disk == sorted(f"model.ckpt-{s}.index" for s in (60, 70, 80, 90, 95))
 
 
+def test_resumes_when_killed_between_listing_and_deleting_a_checkpoint(
+    tmp_path: Path, train: Train
+) -> None:
+    """CheckpointManager lists a new checkpoint before it deletes the oldest; a kill in between
+    leaves the state file naming files that are gone. The next run resumes and tidies the list."""
+    assert train(steps=50, save_checkpoints_steps=10, keep_checkpoint_max=5) == 0
+    assert checkpoint_steps(tmp_path / "training") == [10, 20, 30, 40, 50]
+    for path in (tmp_path / "training").glob("model.ckpt-10.*"):
+        path.unlink()
+    assert train(steps=10, save_checkpoints_steps=10, keep_checkpoint_max=5) == 0
+    assert checkpoint_steps(tmp_path / "training") == [20, 30, 40, 50, 60]
+    assert evaluation(tmp_path / "xor")["metrics"]["global_step"] == 60
+
+
 def test_same_seed_gives_identical_weights_and_metrics(tmp_path: Path, train: Train) -> None:
     runs = {}
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
