@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import ast
+import asyncio
+import json
 import re
 import signal
+import socket
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
+from app.server import GracefulServer, accept_queued, guarded_httptools
 from tests.app.conftest import REPO, publish_copy
 from tests.app.test_server_process import start_server
 
@@ -69,6 +75,115 @@ def test_sigterm_under_load_completes_every_accepted_request(
     assert set(completed) == {200}
     assert refused > 0  # new connections were refused cleanly after the listener closed
     assert exit_code == 0
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    sock.settimeout(15)
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def test_sigterm_serves_a_request_still_on_its_way_and_drops_silent_connections(
+    tmp_path: Path, trained_version: Path
+) -> None:
+    """A connection accepted just before SIGTERM whose request had not arrived yet is served
+    (with connection: close); one that sends nothing is closed after a short grace."""
+    model_dir = tmp_path / "xor"
+    publish_copy(trained_version, model_dir, 1000)
+    server = start_server(tmp_path, model_dir, XOR_SHUTDOWN_TIMEOUT_SECONDS="10")
+    port = int(server.url.rsplit(":", 1)[1])
+    with (
+        socket.create_connection(("127.0.0.1", port)) as late,
+        socket.create_connection(("127.0.0.1", port)) as silent,
+    ):
+        late.sendall(b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n")
+        time.sleep(0.5)  # both accepted by the server; the first has sent half its headers
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        body = b'{"instances": [[0, 1]]}'
+        late.sendall(b"content-length: %d\r\n\r\n%s" % (len(body), body))
+        head, _, payload = _read_until_closed(late).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        assert b"connection: close" in head.lower()
+        assert json.loads(payload)["predictions"][0]["class_id"] == 1
+        assert _read_until_closed(silent) in (
+            b"",
+            b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        )
+        assert server.process.wait(timeout=20) == 0
+    # The silent connection held the shutdown for its grace only, not the read deadline.
+    assert time.monotonic() - started < 8
+
+
+async def _hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The smallest ASGI app: reads the request, answers 200 with its body length."""
+    assert scope["type"] == "http"
+    size, more = 0, True
+    while more:
+        message = await receive()
+        size += len(message.get("body", b""))
+        more = message.get("more_body", False)
+    body = str(size).encode()
+    headers = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_shutdown_serves_connections_waiting_in_the_accept_queue() -> None:
+    """Connections the kernel accepted but the server had not yet taken when the shutdown
+    began are served, not reset by the listener's close."""
+
+    async def scenario() -> list[bytes]:
+        config = uvicorn.Config(
+            _hello,
+            host="127.0.0.1",
+            port=0,
+            lifespan="off",
+            log_config=None,
+            http=guarded_httptools(read_timeout=5, max_header_bytes=65536),
+            timeout_graceful_shutdown=5,
+        )
+        config.load()
+        server = GracefulServer(config)
+        server.lifespan = config.lifespan_class(config)
+        await server.startup()
+        port = server.servers[0].sockets[0].getsockname()[1]
+        # The event loop does not run while these connect and send: they wait in the queue.
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        for client in clients:
+            client.sendall(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc")
+        assert len(server.server_state.connections) == 0
+        await server.shutdown()
+        answers = []
+        for client in clients:
+            with client:
+                answers.append(_read_until_closed(client))
+        return answers
+
+    for answer in asyncio.run(scenario()):
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), answer
+        assert b"connection: close" in head.lower()
+        assert body == b"3"
+
+
+def test_accept_queued_takes_every_waiting_connection_and_nothing_else() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        assert accept_queued(listener) == []
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+        accepted = accept_queued(listener)
+        try:
+            assert len(accepted) == 4
+            assert all(not connection.getblocking() for connection in accepted)
+            assert accept_queued(listener) == []
+            assert listener.fileno() >= 0  # the listener itself stays open
+        finally:
+            for sock in accepted + clients:
+                sock.close()
 
 
 # --- security hygiene -------------------------------------------------------------------------
