@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Request
 
 from app.config import Settings
 from app.metrics import Metrics
@@ -21,10 +20,11 @@ class Services:
     prediction: PredictionService
 
 
-async def get_services(request: Request) -> Services:
-    # async on purpose: FastAPI runs a sync dependency in the threadpool (a thread hop).
+def services_of(request: Request) -> Services:
+    """The services of the app serving ``request`` (from the lifespan state).
+
+    A plain call rather than a FastAPI dependency: resolving a ``Depends`` per request took
+    about 12 % of a /predict request's time on the event loop (cProfile, 2026-11-27).
+    """
     services: Services = request.state.services
     return services
-
-
-ServicesDep = Annotated[Services, Depends(get_services)]

@@ -8,10 +8,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import sys
 from typing import Any
+
+import orjson
 
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _RECORD_ATTRIBUTES = frozenset(
@@ -27,9 +30,15 @@ def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=4)
+def _second(seconds: int) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+
+
 def _timestamp(record: logging.LogRecord) -> str:
-    moment = dt.datetime.fromtimestamp(record.created, dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # The date part is formatted once per second (a request log line is written per request).
+    seconds = int(record.created)
+    return f"{_second(seconds)}{int((record.created - seconds) * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -45,7 +54,10 @@ class JsonFormatter(logging.Formatter):
         document.update(_extra_fields(record))
         if record.exc_info:
             document["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(document, default=str)
+        try:
+            return orjson.dumps(document, default=str).decode()
+        except TypeError:  # what orjson refuses outright, e.g. an int beyond 64 bits
+            return json.dumps(document, default=str)
 
 
 class TextFormatter(logging.Formatter):

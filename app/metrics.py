@@ -134,6 +134,7 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         for outcome in ("success", "failure"):
             self.model_loads.labels(outcome)
         for class_id in ("0", "1"):
@@ -152,8 +153,19 @@ class Metrics:
         self.model_load_duration.observe(seconds)
 
     def request_finished(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(route, method, str(status)).inc()
-        self.http_latency.labels(route).observe(seconds)
+        # The labelled children, looked up once per (route, method, status): ``labels()`` takes
+        # a lock and builds a key each time. Bounded: routes are templates, methods the few
+        # httptools parses, statuses the service's own.
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.http_requests.labels(route, method, str(status)),
+                self.http_latency.labels(route),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def predicted(self, class_counts: dict[int, int], instances: int) -> None:
         for class_id, count in class_counts.items():

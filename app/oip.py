@@ -22,7 +22,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.dependencies import Services, ServicesDep
+from app.dependencies import Services, services_of
 from app.errors import Detail, NotFound
 from app.jsonbody import decode_json
 from app.model_store import INPUT_NAME, LoadedModel
@@ -425,8 +425,9 @@ async def live() -> Response:
 
 
 @router.get("/health/ready", summary="Server ready", responses=_HEALTH_RESPONSES)
-async def ready(services: ServicesDep) -> Response:
+async def ready(request: Request) -> Response:
     """200 while a model is loaded; 400 (not ready) otherwise."""
+    services = services_of(request)
     return _health(services.store.current is not None)
 
 
@@ -437,8 +438,9 @@ async def ready(services: ServicesDep) -> Response:
     responses=protocol_error_responses(404, 503),
     openapi_extra={"parameters": path_parameters("model_name")},
 )
-async def model_metadata(request: Request, services: ServicesDep) -> Response:
+async def model_metadata(request: Request) -> Response:
     """Name, loaded versions, platform, and the input and outputs with datatypes and shapes."""
+    services = services_of(request)
     model = _resolve(services, request.path_params["model_name"], None)
     return json_response(_model_metadata(services, model))
 
@@ -450,8 +452,9 @@ async def model_metadata(request: Request, services: ServicesDep) -> Response:
     responses=protocol_error_responses(404, 503),
     openapi_extra={"parameters": path_parameters("model_name", "model_version")},
 )
-async def version_metadata(request: Request, services: ServicesDep) -> Response:
+async def version_metadata(request: Request) -> Response:
     """As the model metadata, for the given loaded version (404 if it is not loaded)."""
+    services = services_of(request)
     model = _resolve(services, *_names(request))
     return json_response(_model_metadata(services, model))
 
@@ -462,8 +465,9 @@ async def version_metadata(request: Request, services: ServicesDep) -> Response:
     responses={**_HEALTH_RESPONSES, **protocol_error_responses(404)},
     openapi_extra={"parameters": path_parameters("model_name")},
 )
-async def model_ready(request: Request, services: ServicesDep) -> Response:
+async def model_ready(request: Request) -> Response:
     """200 while a version of the model is loaded; 400 (not ready) otherwise."""
+    services = services_of(request)
     return _model_ready(services, request.path_params["model_name"], None)
 
 
@@ -473,8 +477,9 @@ async def model_ready(request: Request, services: ServicesDep) -> Response:
     responses={**_HEALTH_RESPONSES, **protocol_error_responses(404)},
     openapi_extra={"parameters": path_parameters("model_name", "model_version")},
 )
-async def version_ready(request: Request, services: ServicesDep) -> Response:
+async def version_ready(request: Request) -> Response:
     """200 while the version is loaded; 400 (not ready) otherwise."""
+    services = services_of(request)
     return _model_ready(services, *_names(request))
 
 
@@ -512,8 +517,9 @@ async def _infer(request: Request, services: Services, name: str, version: str |
     openapi_extra=_infer_openapi("model_name"),
     **_INFER,
 )
-async def infer(request: Request, services: ServicesDep) -> Response:
+async def infer(request: Request) -> Response:
     """One input tensor `inputs` [n, 2] (FP32, FP64, INT32, INT64 or BOOL; 0/1 values)."""
+    services = services_of(request)
     return await _infer(request, services, request.path_params["model_name"], None)
 
 
@@ -523,6 +529,7 @@ async def infer(request: Request, services: ServicesDep) -> Response:
     **_INFER,
     openapi_extra=_infer_openapi("model_name", "model_version"),
 )
-async def infer_version(request: Request, services: ServicesDep) -> Response:
+async def infer_version(request: Request) -> Response:
     """As `infer`, on the given loaded version (404 once it is no longer loaded)."""
+    services = services_of(request)
     return await _infer(request, services, *_names(request))

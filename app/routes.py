@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from app.dependencies import ServicesDep
+from app.dependencies import Services, services_of
 from app.errors import UnsupportedMediaType
 from app.jsonbody import decode_json
 from app.metrics import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
@@ -63,8 +63,9 @@ def require_json(request: Request) -> None:
     openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
     tags=["prediction"],
 )
-async def predict(request: Request, services: ServicesDep) -> Response:
+async def predict(request: Request) -> Response:
     """Predict the XOR class of one pair (`inputs`) or a batch (`instances`), in one call."""
+    services = services_of(request)
     require_json(request)
     document = decode_json(await request.body())
     limit = services.settings.max_batch_size
@@ -96,7 +97,7 @@ _READINESS_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _readiness(services: ServicesDep) -> Response:
+def _readiness(services: Services) -> Response:
     model = services.store.current
     if model is None:
         body = {"status": "unavailable", "reason": services.store.unavailable_reason}
@@ -113,8 +114,9 @@ def _readiness(services: ServicesDep) -> Response:
     responses=_READINESS_RESPONSES,
     tags=["health"],
 )
-async def health(services: ServicesDep) -> Response:
+async def health(request: Request) -> Response:
     """200 only while a model is loaded and warmed up; 503 with the reason otherwise."""
+    services = services_of(request)
     return _readiness(services)
 
 
@@ -125,8 +127,9 @@ async def health(services: ServicesDep) -> Response:
     responses=_READINESS_RESPONSES,
     tags=["health"],
 )
-async def health_ready(services: ServicesDep) -> Response:
+async def health_ready(request: Request) -> Response:
     """200 only while a model is loaded and warmed up; 503 with the reason otherwise."""
+    services = services_of(request)
     return _readiness(services)
 
 
@@ -157,8 +160,9 @@ def _wants_json(request: Request) -> bool:
     },
     tags=["operations"],
 )
-async def metrics(request: Request, services: ServicesDep) -> Response:
+async def metrics(request: Request) -> Response:
     """Prometheus text, or with `Accept: application/json` the served version's evaluation."""
+    services = services_of(request)
     if not _wants_json(request):
         exposition = await run_in_threadpool(services.metrics.exposition)
         return Response(exposition, media_type=PROMETHEUS_CONTENT_TYPE)
@@ -179,8 +183,9 @@ async def metrics(request: Request, services: ServicesDep) -> Response:
     responses=error_responses(503),
     tags=["operations"],
 )
-async def model_info(services: ServicesDep) -> Response:
+async def model_info(request: Request) -> Response:
     """The served version, its path, signature and its whole evaluation.json."""
+    services = services_of(request)
     model = services.prediction.model()
     return json_response(
         {

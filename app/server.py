@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -202,8 +203,24 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def freeze_startup_heap() -> int:
+    """Move every object alive now out of the garbage collector's reach; returns how many.
+
+    Importing TensorFlow leaves about a million long-lived objects, and each full (generation
+    2) collection walks all of them: measured here, 110-330 ms with the event loop stopped,
+    which made the p99 latency under load ~280 ms. Frozen, they are never walked again (the
+    CPython docs recommend ``gc.freeze()`` for exactly this). Called after the imports and
+    before any model loads, so what later versions allocate stays collectable.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def serve(app: FastAPI, settings: Settings) -> int:
     """Serve ``app`` until SIGTERM/SIGINT; returns the process exit code."""
+    frozen = freeze_startup_heap()
+    log.debug("froze %d objects of the startup heap", frozen, extra={"event": "gc_freeze"})
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -16,7 +16,7 @@ import numpy.typing as npt
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.dependencies import Services, ServicesDep
+from app.dependencies import Services, services_of
 from app.errors import Detail, NotFound
 from app.jsonbody import decode_json
 from app.model_store import SIGNATURE_KEY, LoadedModel
@@ -246,8 +246,9 @@ _PREDICT = {
         "parameters": [*path_parameters("model_name")],
     },
 )
-async def predict(request: Request, services: ServicesDep) -> Response:
+async def predict(request: Request) -> Response:
     """Row (`instances`) or columnar (`inputs`) format; bits as 0/1 or 0.0/1.0."""
+    services = services_of(request)
     return await _predict(request, services, request.path_params["model_name"], None)
 
 
@@ -260,8 +261,9 @@ async def predict(request: Request, services: ServicesDep) -> Response:
         "parameters": [*path_parameters("model_name", "version")],
     },
 )
-async def predict_version(request: Request, services: ServicesDep) -> Response:
+async def predict_version(request: Request) -> Response:
     """As `:predict`, on the given loaded version (404 once it is no longer loaded)."""
+    services = services_of(request)
     return await _predict(request, services, *_names(request))
 
 
@@ -272,8 +274,9 @@ async def predict_version(request: Request, services: ServicesDep) -> Response:
     responses=protocol_error_responses(404, 503),
     openapi_extra={"parameters": path_parameters("model_name")},
 )
-async def model_status(request: Request, services: ServicesDep) -> Response:
+async def model_status(request: Request) -> Response:
     """The loaded versions, newest first, each AVAILABLE."""
+    services = services_of(request)
     _resolve(services, request.path_params["model_name"], None)
     loaded = services.store.loaded
     return json_response({"model_version_status": [_version_status(m) for m in loaded]})
@@ -286,8 +289,9 @@ async def model_status(request: Request, services: ServicesDep) -> Response:
     responses=protocol_error_responses(404, 503),
     openapi_extra={"parameters": path_parameters("model_name", "version")},
 )
-async def version_status(request: Request, services: ServicesDep) -> Response:
+async def version_status(request: Request) -> Response:
     """AVAILABLE while the version is loaded; 404 otherwise."""
+    services = services_of(request)
     model = _resolve(services, *_names(request))
     return json_response({"model_version_status": [_version_status(model)]})
 
@@ -299,8 +303,9 @@ async def version_status(request: Request, services: ServicesDep) -> Response:
     responses=protocol_error_responses(404, 503),
     openapi_extra={"parameters": path_parameters("model_name")},
 )
-async def metadata(request: Request, services: ServicesDep) -> Response:
+async def metadata(request: Request) -> Response:
     """`model_spec` and the SignatureDefs (`serving_default`: inputs, outputs, dtypes, shapes)."""
+    services = services_of(request)
     model = _resolve(services, request.path_params["model_name"], None)
     return json_response(_metadata(request.path_params["model_name"], model))
 
@@ -312,7 +317,8 @@ async def metadata(request: Request, services: ServicesDep) -> Response:
     responses=protocol_error_responses(404, 503),
     openapi_extra={"parameters": path_parameters("model_name", "version")},
 )
-async def version_metadata(request: Request, services: ServicesDep) -> Response:
+async def version_metadata(request: Request) -> Response:
     """As `/metadata`, for the given loaded version."""
+    services = services_of(request)
     model = _resolve(services, *_names(request))
     return json_response(_metadata(request.path_params["model_name"], model))

@@ -67,3 +67,22 @@ def test_json_log_lines(capsys: pytest.CaptureFixture[str]) -> None:
     assert line["latency_ms"] == 1.5
     assert line["level"] == "INFO"
     assert line["ts"].endswith("Z")
+
+
+def test_json_log_timestamps_and_values_json_cannot_hold() -> None:
+    from app.logging import JsonFormatter
+
+    formatter = JsonFormatter()
+    for created, expected in (
+        (1795767072.0, "2026-11-27T08:11:12.000Z"),
+        (1795767072.9996, "2026-11-27T08:11:12.999Z"),
+        (1795767073.0421, "2026-11-27T08:11:13.042Z"),
+    ):
+        record = logging.LogRecord("app", logging.INFO, __file__, 1, "m", None, None)
+        record.created = created
+        assert json.loads(formatter.format(record))["ts"] == expected
+    record = logging.LogRecord("app", logging.INFO, __file__, 1, "caf\u00e9", None, None)
+    record.path = Path("/tmp/x")  # not JSON: rendered with str()
+    record.big = 2**70  # beyond what orjson takes: the json module renders the line
+    line = json.loads(formatter.format(record))
+    assert (line["message"], line["path"], line["big"]) == ("caf\u00e9", "/tmp/x", 2**70)

@@ -290,3 +290,29 @@ def test_port_in_use_exits_1(tmp_path: Path) -> None:
     assert completed.returncode == 1
     assert "address already in use" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_freeze_startup_heap_spares_what_is_allocated_later() -> None:
+    import gc
+    import weakref
+
+    import tensorflow  # noqa: F401  (the import heap the freeze is for)
+
+    from app.server import freeze_startup_heap
+
+    try:
+        frozen = freeze_startup_heap()
+        assert frozen > 100_000  # TensorFlow's import alone leaves far more
+        assert gc.get_freeze_count() == frozen
+
+        class Node:
+            peer: object = None
+
+        node = Node()
+        node.peer = node  # a reference cycle: only the collector can free it
+        alive = weakref.ref(node)
+        del node
+        gc.collect()
+        assert alive() is None
+    finally:
+        gc.unfreeze()
