@@ -1,4 +1,5 @@
--- wrk script: single-pair POST /predict, the benchmark's request.
+-- wrk script: one single-pair POST, the benchmark's request. The runner passes the body in
+-- XOR_BENCH_BODY (each protocol's own encoding of the pair [0, 1]); /predict's by default.
 wrk.method = "POST"
-wrk.body = '{"inputs": [0, 1]}'
+wrk.body = os.getenv("XOR_BENCH_BODY") or '{"inputs": [0, 1]}'
 wrk.headers["Content-Type"] = "application/json"

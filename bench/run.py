@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import http.client
 import json
 import os
 import platform
@@ -32,6 +33,18 @@ REPO = BENCH.parent
 OUT = BENCH / "out"
 CONCURRENCY = (1, 8, 32, 64)
 PAIR = b'{"inputs": [0, 1]}'
+# The same single pair through each API (path, body); the protocols are loaded at PROTOCOL_C.
+ENDPOINTS = {
+    "predict": ("/predict", PAIR.decode()),
+    "v1": ("/v1/models/xor:predict", '{"instances": [[0, 1]]}'),
+    "v2": (
+        "/v2/models/xor/infer",
+        '{"inputs": [{"name": "inputs", "shape": [1, 2], "datatype": "FP32", "data": [0, 1]}]}',
+    ),
+}
+PROTOCOL_C = 32
+# The ceiling's parse-and-validate-only route (bench.servers): the floor of a batch request.
+FLOOR_PATH = "/bench/validate"
 
 
 def free_port() -> int:
@@ -47,6 +60,9 @@ class Server:
     argv: list[str]
     env: dict[str, str]
     port: int = field(default_factory=free_port)
+    # Load points last this many times longer: a server whose requests take seconds under
+    # load is undercounted by a short window (it ends with a full queue in flight).
+    duration_factor: int = 1
     process: subprocess.Popen[bytes] | None = None
     ready_seconds: float = 0.0
 
@@ -108,6 +124,7 @@ class Load:
     p50_ms: float
     p99_ms: float
     errors: int
+    endpoint: str = "predict"
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -119,8 +136,9 @@ def duration_ms(text: str) -> float:
     return float(number) * _UNITS[unit]
 
 
-def wrk(server: Server, connections: int, seconds: int) -> Load:
+def wrk(server: Server, connections: int, seconds: int, endpoint: str = "predict") -> Load:
     """One wrk run (one thread, as the issue's reference table) with single-pair POSTs."""
+    path, body = ENDPOINTS[endpoint]
     completed = subprocess.run(
         [
             "wrk",
@@ -131,14 +149,15 @@ def wrk(server: Server, connections: int, seconds: int) -> Load:
             "--latency",
             "-s",
             str(BENCH / "post.lua"),
-            f"{server.url}/predict",
+            f"{server.url}{path}",
         ],
         capture_output=True,
         text=True,
         check=True,
+        env={**os.environ, "XOR_BENCH_BODY": body},
     )
     out = completed.stdout
-    (OUT / f"wrk-{server.name}-c{connections}.txt").write_text(out)
+    (OUT / f"wrk-{server.name}-{endpoint}-c{connections}.txt").write_text(out)
     rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = duration_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = duration_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
@@ -149,23 +168,44 @@ def wrk(server: Server, connections: int, seconds: int) -> Load:
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
     ):
         errors += sum(int(n) for n in match.groups())
-    return Load(server.name, connections, rate, p50, p99, errors)
+    return Load(server.name, connections, rate, p50, p99, errors, endpoint)
 
 
-def batch_latency(server: Server, pairs: int, repeats: int) -> float:
-    """Median wall time (ms) of one ``pairs``-instance /predict request, client side."""
+def median_load(runs: list[Load]) -> Load:
+    """One point from its rounds: the median of each figure, and every error."""
+    first = runs[0]
+    return Load(
+        first.server,
+        first.connections,
+        statistics.median(x.requests_per_second for x in runs),
+        statistics.median(x.p50_ms for x in runs),
+        statistics.median(x.p99_ms for x in runs),
+        sum(x.errors for x in runs),
+        first.endpoint,
+    )
+
+
+def batch_latency(server: Server, pairs: int, repeats: int, path: str = "/predict") -> float:
+    """Median wall time (ms) of one ``pairs``-instance POST to ``path``, client side."""
     body = json.dumps({"instances": [[i % 2, (i // 2) % 2] for i in range(pairs)]}).encode()
     headers = {"Content-Type": "application/json"}
     timings = []
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+    # http.client, not httpx: reading the ~0.9 MB answer costs httpx itself ~20-40 ms here,
+    # which would be counted against the server.
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
         for attempt in range(repeats + 2):
             start = time.perf_counter()
-            response = client.post("/predict", content=body, headers=headers)
+            connection.request("POST", path, body, headers)
+            response = connection.getresponse()
+            response.read()
             elapsed = time.perf_counter() - start
-            if response.status_code != 200:
-                raise RuntimeError(f"{server.name}: batch request got {response.status_code}")
+            if response.status != 200:
+                raise RuntimeError(f"{server.name}: batch request got {response.status}")
             if attempt >= 2:  # two warm-ups
                 timings.append(elapsed * 1000)
+    finally:
+        connection.close()
     return statistics.median(timings)
 
 
@@ -222,6 +262,7 @@ def machine() -> dict[str, str]:
 class Results:
     machine: dict[str, str]
     seconds_per_point: int
+    rounds: int
     loads: list[Load]
     batch_ms: dict[str, float]
     batch_pairs: int
@@ -229,15 +270,24 @@ class Results:
     import_and_load_seconds: float
     rss_mib: dict[str, float]
 
-    def load(self, server: str, connections: int) -> Load:
-        return next(x for x in self.loads if x.server == server and x.connections == connections)
+    def load(self, server: str, connections: int, endpoint: str = "predict") -> Load:
+        return next(
+            x
+            for x in self.loads
+            if x.server == server and x.connections == connections and x.endpoint == endpoint
+        )
 
     def targets(self) -> list[tuple[str, str, bool]]:
         """(target, measured, met) for each target of the performance issue."""
         service32, ceiling32, naive32 = (self.load(s, 32) for s in ("service", "ceiling", "naive"))
         service1, ceiling1 = self.load("service", 1), self.load("ceiling", 1)
         ready = statistics.median(self.ready_seconds)
-        batch = self.batch_ms["service"] / self.batch_ms["ceiling"]
+        batch = self.batch_ms["service"] / self.batch_ms["floor"]
+        protocols = [
+            self.load("service", PROTOCOL_C, name).requests_per_second
+            / service32.requests_per_second
+            for name in ("v1", "v2")
+        ]
         return [
             (
                 "c=32 req/s >= 0.90 x ceiling",
@@ -270,6 +320,11 @@ class Results:
                 ready <= 1.5 * self.import_and_load_seconds,
             ),
             (
+                f"/v1 and /v2 req/s within 15 % of /predict (c={PROTOCOL_C})",
+                " / ".join(f"{ratio:.2f} x" for ratio in protocols),
+                all(ratio >= 0.85 for ratio in protocols),
+            ),
+            (
                 "no failed request under load",
                 f"{sum(x.errors for x in self.loads if x.server != 'naive')} errors",
                 all(x.errors == 0 for x in self.loads if x.server != "naive"),
@@ -295,8 +350,9 @@ def report(results: Results) -> str:
         "",
         f"Measured {m['date']} on {m['cpu']}, {m['memory']}, {m['system']}, Python "
         f"{m['python']}, TensorFlow {m['tensorflow']}; load from `wrk {m['wrk']} -t1` on the "
-        f"same machine, {results.seconds_per_point} s per point, single-pair `POST /predict`. "
-        "All servers ran side by side in one run, measured in interleaved rounds.",
+        f"same machine, single-pair `POST /predict`. All servers ran side by side in one run; "
+        f"every point is the median of {results.rounds} interleaved rounds of "
+        f"{results.seconds_per_point} s (the naive baseline's: 4 x as long; errors: the sum).",
         "",
         "| server | connections | req/s | p50 ms | p99 ms | errors | vs ceiling | vs naive |",
         "|---|---|---|---|---|---|---|---|",
@@ -311,16 +367,26 @@ def report(results: Results) -> str:
                 f"{x.p99_ms:.2f} | {x.errors} | {_ratio(x.requests_per_second, ceiling, '.2f')} | "
                 f"{_ratio(x.requests_per_second, naive, '.0f')} |"
             )
-    service_batch, ceiling_batch = results.batch_ms["service"], results.batch_ms["ceiling"]
+    service_batch, floor_batch = results.batch_ms["service"], results.batch_ms["floor"]
     n = results.batch_pairs
     lines += [
         "",
         "Servers: " + "; ".join(f"**{k}**: {v}" for k, v in LABELS.items()) + ".",
         "",
+        f"**The three APIs** (this service, c={PROTOCOL_C}, one pair per request): "
+        + ", ".join(
+            f"`{ENDPOINTS[name][0]}` {x.requests_per_second:.0f} req/s (p99 {x.p99_ms:.2f} ms)"
+            for name in ENDPOINTS
+            for x in [results.load("service", PROTOCOL_C, name)]
+        )
+        + ".",
+        "",
         f"**{n}-pair request** (median of client-side wall times): service "
-        f"{service_batch:.1f} ms ({n / service_batch * 1000:,.0f} pairs/s), floor (the same "
-        f"request parsed, validated and answered by the ceiling) {ceiling_batch:.1f} ms: "
-        f"{service_batch / ceiling_batch:.2f} x.",
+        f"{service_batch:.1f} ms ({n / service_batch * 1000:,.0f} pairs/s); the floor, the "
+        f"same request read, parsed and validated by the service's own code and answered with "
+        f"its pair count (no model call, no predictions to encode), {floor_batch:.1f} ms: "
+        f"{service_batch / floor_batch:.2f} x; the ceiling (constant predictions) "
+        f"{results.batch_ms['ceiling']:.1f} ms.",
         "",
         f"**Start to ready**: service {statistics.median(results.ready_seconds):.2f} s "
         f"(median of {len(results.ready_seconds)}), against {results.import_and_load_seconds:.2f}"
@@ -366,13 +432,22 @@ def servers(model_dir: Path) -> list[Server]:
     return [
         Server("ceiling", LABELS["ceiling"], [python, "-m", "bench.servers", "ceiling"], env),
         Server("service", LABELS["service"], [python, "-m", "app"], env),
-        Server("naive", LABELS["naive"], [python, "-m", "bench.servers", "naive"], env),
+        Server(
+            "naive",
+            LABELS["naive"],
+            [python, "-m", "bench.servers", "naive"],
+            env,
+            duration_factor=4,
+        ),
     ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--seconds", type=int, default=10, help="wrk duration per point")
+    parser.add_argument("--seconds", type=int, default=5, help="wrk duration per point and round")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds; each point is their median"
+    )
     parser.add_argument("--batch-pairs", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3, help="start-up and batch repeats")
     args = parser.parse_args(argv)
@@ -397,23 +472,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ready.append(service.start())
             baseline = import_and_load_seconds(version, args.repeats)
 
-            loads = []
-            for connections in CONCURRENCY:
-                for server in running:
-                    wrk(server, connections, 1)  # warm-up
-                    load = wrk(server, connections, args.seconds)
+            rounds = [(c, server, "predict") for c in CONCURRENCY for server in running]
+            # The protocols right after /predict at the same concurrency, on the service.
+            at = rounds.index((PROTOCOL_C, service, "predict")) + 1
+            rounds[at:at] = [(PROTOCOL_C, service, "v1"), (PROTOCOL_C, service, "v2")]
+            samples: dict[tuple[int, str, str], list[Load]] = {}
+            for number in range(args.rounds):
+                for connections, server, endpoint in rounds:
+                    if number == 0:
+                        wrk(server, connections, 1, endpoint)  # warm-up
+                    seconds = args.seconds * server.duration_factor
+                    load = wrk(server, connections, seconds, endpoint)
                     print(
-                        f"{server.name:8} c={connections:<3} {load.requests_per_second:8.0f} "
-                        f"req/s  p50 {load.p50_ms:7.2f} ms  p99 {load.p99_ms:7.2f} ms  "
-                        f"errors {load.errors}",
+                        f"round {number + 1} {server.name:8} {endpoint:8} c={connections:<3} "
+                        f"{load.requests_per_second:8.0f} req/s  p50 {load.p50_ms:7.2f} ms  "
+                        f"p99 {load.p99_ms:7.2f} ms  errors {load.errors}",
                         flush=True,
                     )
-                    loads.append(load)
+                    samples.setdefault((connections, server.name, endpoint), []).append(load)
+            loads = [median_load(runs) for runs in samples.values()]
             rss = {server.name: server.rss_mib() for server in running}
+            ceiling = running[0]
+            repeats = args.repeats * 5
             batch = {
-                server.name: batch_latency(server, args.batch_pairs, args.repeats * 5)
-                for server in running
-                if server.name != "naive"
+                "service": batch_latency(service, args.batch_pairs, repeats),
+                "ceiling": batch_latency(ceiling, args.batch_pairs, repeats),
+                "floor": batch_latency(ceiling, args.batch_pairs, repeats, FLOOR_PATH),
             }
         finally:
             for server in running:
@@ -422,6 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = Results(
         machine=machine(),
         seconds_per_point=args.seconds,
+        rounds=args.rounds,
         loads=loads,
         batch_ms=batch,
         batch_pairs=args.batch_pairs,

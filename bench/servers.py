@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from fastapi import Request
+from starlette.responses import Response
 
 
 def ceiling() -> int:
@@ -36,9 +38,39 @@ def ceiling() -> int:
         return {name: np.repeat(value, rows, axis=0) for name, value in one_row.items()}
 
     model_store.LoadedModel.run = constant_answer  # type: ignore[method-assign]
+    from app import main as app_main
     from app.cli import main
 
+    create_app = app_main.create_app
+
+    def with_floor_route(settings: Any) -> Any:
+        app = create_app(settings)
+        app.add_api_route("/bench/validate", parse_and_validate_only, methods=["POST"])
+        return app
+
+    app_main.create_app = with_floor_route
     return main([])
+
+
+async def parse_and_validate_only(request: Request) -> Response:
+    """The floor of a batch request: /predict's own reading, parsing and validation of the
+    body, answered with the pair count (no model call, no predictions to encode)."""
+    from app.dependencies import services_of
+    from app.jsonbody import decode_json
+    from app.prediction import pairs_batch, parse_predict_request
+    from app.routes import json_response, require_json
+
+    require_json(request)
+    document = decode_json(await request.body())
+    limit = services_of(request).settings.max_batch_size
+    pairs, single = parse_predict_request(document, limit)
+    if single:
+        batch = pairs_batch(pairs, where="inputs", loc=lambda _, j: f"inputs[{j}]", max_rows=1)
+    else:
+        batch = pairs_batch(
+            pairs, where="instances", loc=lambda i, j: f"instances[{i}][{j}]", max_rows=limit
+        )
+    return json_response({"pairs": len(batch)})
 
 
 def naive() -> int:
