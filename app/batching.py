@@ -48,7 +48,9 @@ _MAX_GATHER_TURNS = 16
 class BatchObserver(Protocol):
     """Told about every model call (the metrics implement it)."""
 
-    def batch_finished(self, *, rows: int, requests: int, queue_waits: list[float]) -> None: ...
+    def batch_finished(
+        self, *, rows: int, requests: int, queue_waits: list[float], seconds: float
+    ) -> None: ...
 
 
 @dataclass
@@ -108,7 +110,10 @@ class MicroBatcher:
                     if self._observer is not None:
                         rows = sum(len(p.features) for p in taken)
                         self._observer.batch_finished(
-                            rows=rows, requests=len(taken), queue_waits=waits
+                            rows=rows,
+                            requests=len(taken),
+                            queue_waits=waits,
+                            seconds=time.perf_counter() - started,
                         )
         finally:
             queue.drain = None

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_CALL_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 _INSTANCE_BUCKETS = (1, 2, 4, 8, 16, 64, 256, 1024, 4096, 10_000)
 _LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -134,6 +135,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.model_call_duration = Histogram(
+            "xor_model_call_duration_seconds",
+            "Time of one model (signature) call, one batch, as the event loop waits for it",
+            buckets=_CALL_BUCKETS,
+            registry=self.registry,
+        )
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         for outcome in ("success", "failure"):
             self.model_loads.labels(outcome)
@@ -172,7 +179,13 @@ class Metrics:
             self.predictions.labels(str(class_id)).inc(count)
         self.instances_per_request.observe(instances)
 
-    def batch_finished(self, *, rows: int, requests: int, queue_waits: list[float]) -> None:
+    def model_call_finished(self, seconds: float) -> None:
+        self.model_call_duration.observe(seconds)
+
+    def batch_finished(
+        self, *, rows: int, requests: int, queue_waits: list[float], seconds: float
+    ) -> None:
+        self.model_call_finished(seconds)
         self.batch_rows.observe(rows)
         self.batch_requests.observe(requests)
         for wait in queue_waits:

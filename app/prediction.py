@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
@@ -293,7 +294,11 @@ class PredictionService:
     def predict(self, batch: Batch, model: LoadedModel | None = None) -> ModelOutputs:
         """All five outputs for ``batch``, in order, from one signature call (blocking)."""
         model = model if model is not None else self.model()
-        return self._result(batch, model, model.run(batch.features))
+        started = time.perf_counter()
+        outputs = model.run(batch.features)
+        if self._metrics is not None:
+            self._metrics.model_call_finished(time.perf_counter() - started)
+        return self._result(batch, model, outputs)
 
     def _result(
         self, batch: Batch, model: LoadedModel, outputs: Mapping[str, npt.NDArray[Any]]

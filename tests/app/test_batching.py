@@ -32,7 +32,10 @@ class Calls:
         self.calls: list[tuple[int, int]] = []
         self.waits: list[float] = []
 
-    def batch_finished(self, *, rows: int, requests: int, queue_waits: list[float]) -> None:
+    def batch_finished(
+        self, *, rows: int, requests: int, queue_waits: list[float], seconds: float
+    ) -> None:
+        assert seconds >= 0
         self.calls.append((rows, requests))
         self.waits.extend(queue_waits)
 
@@ -140,6 +143,7 @@ def test_batch_metrics_are_exported(trained_model_dir: Path) -> None:
     assert "xor_batch_rows_count 1.0" in text
     assert "xor_batch_requests_sum 1.0" in text
     assert "xor_batch_queue_wait_seconds_count 1.0" in text
+    assert "xor_model_call_duration_seconds_count 1.0" in text
 
 
 def test_batching_can_be_disabled(trained_model_dir: Path) -> None:
@@ -149,6 +153,7 @@ def test_batching_can_be_disabled(trained_model_dir: Path) -> None:
         assert [p["class_id"] for p in response.json()["predictions"]] == [1, 0]
         text = client.get("/metrics").text
     assert "xor_batch_rows_count 0.0" in text
+    assert "xor_model_call_duration_seconds_count 1.0" in text  # one call, not batched
 
 
 def test_calls_above_the_inline_limit_run_on_the_worker_thread(model: LoadedModel) -> None:
