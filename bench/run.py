@@ -185,28 +185,36 @@ def median_load(runs: list[Load]) -> Load:
     )
 
 
-def batch_latency(server: Server, pairs: int, repeats: int, path: str = "/predict") -> float:
-    """Median wall time (ms) of one ``pairs``-instance POST to ``path``, client side."""
+def batch_latencies(
+    targets: dict[str, tuple[Server, str]], pairs: int, repeats: int
+) -> dict[str, float]:
+    """Median wall time (ms) of one ``pairs``-instance POST per target (server, path), client
+    side; the targets take turns, so drift of the machine hits all alike."""
     body = json.dumps({"instances": [[i % 2, (i // 2) % 2] for i in range(pairs)]}).encode()
     headers = {"Content-Type": "application/json"}
-    timings = []
+    timings: dict[str, list[float]] = {name: [] for name in targets}
     # http.client, not httpx: reading the ~0.9 MB answer costs httpx itself ~20-40 ms here,
     # which would be counted against the server.
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connections = {
+        name: http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        for name, (server, _) in targets.items()
+    }
     try:
         for attempt in range(repeats + 2):
-            start = time.perf_counter()
-            connection.request("POST", path, body, headers)
-            response = connection.getresponse()
-            response.read()
-            elapsed = time.perf_counter() - start
-            if response.status != 200:
-                raise RuntimeError(f"{server.name}: batch request got {response.status}")
-            if attempt >= 2:  # two warm-ups
-                timings.append(elapsed * 1000)
+            for name, (server, path) in targets.items():
+                start = time.perf_counter()
+                connections[name].request("POST", path, body, headers)
+                response = connections[name].getresponse()
+                response.read()
+                elapsed = time.perf_counter() - start
+                if response.status != 200:
+                    raise RuntimeError(f"{server.name}: batch request got {response.status}")
+                if attempt >= 2:  # two warm-ups
+                    timings[name].append(elapsed * 1000)
     finally:
-        connection.close()
-    return statistics.median(timings)
+        for connection in connections.values():
+            connection.close()
+    return {name: statistics.median(values) for name, values in timings.items()}
 
 
 def import_and_load_seconds(version_dir: Path, repeats: int) -> float:
@@ -494,11 +502,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             rss = {server.name: server.rss_mib() for server in running}
             ceiling = running[0]
             repeats = args.repeats * 5
-            batch = {
-                "service": batch_latency(service, args.batch_pairs, repeats),
-                "ceiling": batch_latency(ceiling, args.batch_pairs, repeats),
-                "floor": batch_latency(ceiling, args.batch_pairs, repeats, FLOOR_PATH),
-            }
+            batch = batch_latencies(
+                {
+                    "service": (service, "/predict"),
+                    "ceiling": (ceiling, "/predict"),
+                    "floor": (ceiling, FLOOR_PATH),
+                },
+                args.batch_pairs,
+                repeats,
+            )
         finally:
             for server in running:
                 server.stop()
