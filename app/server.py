@@ -149,10 +149,12 @@ def accept_queued(listener: socket.socket, limit: int = 4096) -> list[socket.soc
 
 
 class GracefulServer(uvicorn.Server):
-    """uvicorn's server, minus re-raising the captured signal after the graceful shutdown.
+    """uvicorn's server with two changes to its graceful shutdown.
 
-    uvicorn (>= 0.29) re-raises SIGTERM once it has drained, so the process would die with
-    143 even though every request was answered. A drained shutdown is a success: exit 0.
+    - It does not re-raise the captured signal: uvicorn (>= 0.29) re-raises SIGTERM once it
+      has drained, so the process would die with 143 even though every request was answered.
+      A drained shutdown is a success: exit 0.
+    - Connections waiting in the listeners' accept queue are served, not reset (``shutdown``).
     """
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
