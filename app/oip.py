@@ -22,7 +22,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.dependencies import Services, services_of
+from app.dependencies import Services, ServicesDep, services_of
 from app.errors import Detail, NotFound
 from app.jsonbody import decode_json
 from app.model_store import INPUT_NAME, LoadedModel
@@ -425,9 +425,8 @@ async def live() -> Response:
 
 
 @router.get("/health/ready", summary="Server ready", responses=_HEALTH_RESPONSES)
-async def ready(request: Request) -> Response:
+async def ready(services: ServicesDep) -> Response:
     """200 while a model is loaded; 400 (not ready) otherwise."""
-    services = services_of(request)
     return _health(services.store.current is not None)
 
 
@@ -438,9 +437,8 @@ async def ready(request: Request) -> Response:
     responses=protocol_error_responses(404, 503),
     openapi_extra={"parameters": path_parameters("model_name")},
 )
-async def model_metadata(request: Request) -> Response:
+async def model_metadata(request: Request, services: ServicesDep) -> Response:
     """Name, loaded versions, platform, and the input and outputs with datatypes and shapes."""
-    services = services_of(request)
     model = _resolve(services, request.path_params["model_name"], None)
     return json_response(_model_metadata(services, model))
 
@@ -452,9 +450,8 @@ async def model_metadata(request: Request) -> Response:
     responses=protocol_error_responses(404, 503),
     openapi_extra={"parameters": path_parameters("model_name", "model_version")},
 )
-async def version_metadata(request: Request) -> Response:
+async def version_metadata(request: Request, services: ServicesDep) -> Response:
     """As the model metadata, for the given loaded version (404 if it is not loaded)."""
-    services = services_of(request)
     model = _resolve(services, *_names(request))
     return json_response(_model_metadata(services, model))
 
@@ -465,9 +462,8 @@ async def version_metadata(request: Request) -> Response:
     responses={**_HEALTH_RESPONSES, **protocol_error_responses(404)},
     openapi_extra={"parameters": path_parameters("model_name")},
 )
-async def model_ready(request: Request) -> Response:
+async def model_ready(request: Request, services: ServicesDep) -> Response:
     """200 while a version of the model is loaded; 400 (not ready) otherwise."""
-    services = services_of(request)
     return _model_ready(services, request.path_params["model_name"], None)
 
 
@@ -477,9 +473,8 @@ async def model_ready(request: Request) -> Response:
     responses={**_HEALTH_RESPONSES, **protocol_error_responses(404)},
     openapi_extra={"parameters": path_parameters("model_name", "model_version")},
 )
-async def version_ready(request: Request) -> Response:
+async def version_ready(request: Request, services: ServicesDep) -> Response:
     """200 while the version is loaded; 400 (not ready) otherwise."""
-    services = services_of(request)
     return _model_ready(services, *_names(request))
 
 
@@ -519,7 +514,7 @@ async def _infer(request: Request, services: Services, name: str, version: str |
 )
 async def infer(request: Request) -> Response:
     """One input tensor `inputs` [n, 2] (FP32, FP64, INT32, INT64 or BOOL; 0/1 values)."""
-    services = services_of(request)
+    services = services_of(request)  # not Depends: hot path, see services_of
     return await _infer(request, services, request.path_params["model_name"], None)
 
 
@@ -531,5 +526,5 @@ async def infer(request: Request) -> Response:
 )
 async def infer_version(request: Request) -> Response:
     """As `infer`, on the given loaded version (404 once it is no longer loaded)."""
-    services = services_of(request)
+    services = services_of(request)  # not Depends: hot path, see services_of
     return await _infer(request, services, *_names(request))

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from app.dependencies import Services, services_of
+from app.dependencies import ServicesDep, services_of
 from app.errors import UnsupportedMediaType
 from app.jsonbody import decode_json
 from app.metrics import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
@@ -65,7 +65,7 @@ def require_json(request: Request) -> None:
 )
 async def predict(request: Request) -> Response:
     """Predict the XOR class of one pair (`inputs`) or a batch (`instances`), in one call."""
-    services = services_of(request)
+    services = services_of(request)  # not Depends: hot path, see services_of
     require_json(request)
     document = decode_json(await request.body())
     limit = services.settings.max_batch_size
@@ -98,7 +98,7 @@ _READINESS_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _readiness(services: Services) -> Response:
+def _readiness(services: ServicesDep) -> Response:
     model = services.store.current
     if model is None:
         body = {"status": "unavailable", "reason": services.store.unavailable_reason}
@@ -115,9 +115,8 @@ def _readiness(services: Services) -> Response:
     responses=_READINESS_RESPONSES,
     tags=["health"],
 )
-async def health(request: Request) -> Response:
+async def health(services: ServicesDep) -> Response:
     """200 only while a model is loaded and warmed up; 503 with the reason otherwise."""
-    services = services_of(request)
     return _readiness(services)
 
 
@@ -128,9 +127,8 @@ async def health(request: Request) -> Response:
     responses=_READINESS_RESPONSES,
     tags=["health"],
 )
-async def health_ready(request: Request) -> Response:
+async def health_ready(services: ServicesDep) -> Response:
     """200 only while a model is loaded and warmed up; 503 with the reason otherwise."""
-    services = services_of(request)
     return _readiness(services)
 
 
@@ -161,9 +159,8 @@ def _wants_json(request: Request) -> bool:
     },
     tags=["operations"],
 )
-async def metrics(request: Request) -> Response:
+async def metrics(request: Request, services: ServicesDep) -> Response:
     """Prometheus text, or with `Accept: application/json` the served version's evaluation."""
-    services = services_of(request)
     if not _wants_json(request):
         exposition = await run_in_threadpool(services.metrics.exposition)
         return Response(exposition, media_type=PROMETHEUS_CONTENT_TYPE)
@@ -184,9 +181,8 @@ async def metrics(request: Request) -> Response:
     responses=error_responses(503),
     tags=["operations"],
 )
-async def model_info(request: Request) -> Response:
+async def model_info(services: ServicesDep) -> Response:
     """The served version, its path, signature and its whole evaluation.json."""
-    services = services_of(request)
     model = services.prediction.model()
     return json_response(
         {

@@ -16,7 +16,7 @@ import numpy.typing as npt
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.dependencies import Services, services_of
+from app.dependencies import Services, ServicesDep, services_of
 from app.errors import Detail, NotFound
 from app.jsonbody import decode_json
 from app.model_store import SIGNATURE_KEY, LoadedModel
@@ -248,7 +248,7 @@ _PREDICT = {
 )
 async def predict(request: Request) -> Response:
     """Row (`instances`) or columnar (`inputs`) format; bits as 0/1 or 0.0/1.0."""
-    services = services_of(request)
+    services = services_of(request)  # not Depends: hot path, see services_of
     return await _predict(request, services, request.path_params["model_name"], None)
 
 
@@ -263,7 +263,7 @@ async def predict(request: Request) -> Response:
 )
 async def predict_version(request: Request) -> Response:
     """As `:predict`, on the given loaded version (404 once it is no longer loaded)."""
-    services = services_of(request)
+    services = services_of(request)  # not Depends: hot path, see services_of
     return await _predict(request, services, *_names(request))
 
 
@@ -274,9 +274,8 @@ async def predict_version(request: Request) -> Response:
     responses=protocol_error_responses(404, 503),
     openapi_extra={"parameters": path_parameters("model_name")},
 )
-async def model_status(request: Request) -> Response:
+async def model_status(request: Request, services: ServicesDep) -> Response:
     """The loaded versions, newest first, each AVAILABLE."""
-    services = services_of(request)
     _resolve(services, request.path_params["model_name"], None)
     loaded = services.store.loaded
     return json_response({"model_version_status": [_version_status(m) for m in loaded]})
@@ -289,9 +288,8 @@ async def model_status(request: Request) -> Response:
     responses=protocol_error_responses(404, 503),
     openapi_extra={"parameters": path_parameters("model_name", "version")},
 )
-async def version_status(request: Request) -> Response:
+async def version_status(request: Request, services: ServicesDep) -> Response:
     """AVAILABLE while the version is loaded; 404 otherwise."""
-    services = services_of(request)
     model = _resolve(services, *_names(request))
     return json_response({"model_version_status": [_version_status(model)]})
 
@@ -303,9 +301,8 @@ async def version_status(request: Request) -> Response:
     responses=protocol_error_responses(404, 503),
     openapi_extra={"parameters": path_parameters("model_name")},
 )
-async def metadata(request: Request) -> Response:
+async def metadata(request: Request, services: ServicesDep) -> Response:
     """`model_spec` and the SignatureDefs (`serving_default`: inputs, outputs, dtypes, shapes)."""
-    services = services_of(request)
     model = _resolve(services, request.path_params["model_name"], None)
     return json_response(_metadata(request.path_params["model_name"], model))
 
@@ -317,8 +314,7 @@ async def metadata(request: Request) -> Response:
     responses=protocol_error_responses(404, 503),
     openapi_extra={"parameters": path_parameters("model_name", "version")},
 )
-async def version_metadata(request: Request) -> Response:
+async def version_metadata(request: Request, services: ServicesDep) -> Response:
     """As `/metadata`, for the given loaded version."""
-    services = services_of(request)
     model = _resolve(services, *_names(request))
     return json_response(_metadata(request.path_params["model_name"], model))
