@@ -15,7 +15,7 @@ from app.dependencies import ServicesDep, services_of
 from app.errors import UnsupportedMediaType
 from app.jsonbody import decode_json
 from app.metrics import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
-from app.prediction import pairs_batch, parse_predict_request
+from app.prediction import Batch, Pair, pairs_batch, parse_predict_request
 from app.schemas import (
     PREDICT_REQUEST_BODY,
     HealthOk,
@@ -55,6 +55,23 @@ def require_json(request: Request) -> None:
             raise UnsupportedMediaType(f"charset in {raw!r} is not supported; send UTF-8")
 
 
+async def read_predict_request(request: Request, max_batch_size: int) -> tuple[list[Pair], Batch]:
+    """The pairs of a ``/predict`` request, and their batch: body read, parsed and validated."""
+    require_json(request)
+    document = decode_json(await request.body())
+    pairs, single = parse_predict_request(document, max_batch_size)
+    if single:
+        batch = pairs_batch(pairs, where="inputs", loc=lambda _, j: f"inputs[{j}]", max_rows=1)
+    else:
+        batch = pairs_batch(
+            pairs,
+            where="instances",
+            loc=lambda i, j: f"instances[{i}][{j}]",
+            max_rows=max_batch_size,
+        )
+    return pairs, batch
+
+
 @router.post(
     "/predict",
     summary="Predict the XOR class of one pair or a batch of pairs",
@@ -66,16 +83,7 @@ def require_json(request: Request) -> None:
 async def predict(request: Request) -> Response:
     """Predict the XOR class of one pair (`inputs`) or a batch (`instances`), in one call."""
     services = services_of(request)  # not Depends: hot path, see services_of
-    require_json(request)
-    document = decode_json(await request.body())
-    limit = services.settings.max_batch_size
-    pairs, single = parse_predict_request(document, limit)
-    if single:
-        batch = pairs_batch(pairs, where="inputs", loc=lambda _, j: f"inputs[{j}]", max_rows=1)
-    else:
-        batch = pairs_batch(
-            pairs, where="instances", loc=lambda i, j: f"instances[{i}][{j}]", max_rows=limit
-        )
+    pairs, batch = await read_predict_request(request, services.settings.max_batch_size)
     model = services.prediction.model()
     outputs = await services.prediction.predict_async(batch, model)
     class_ids = outputs["class_ids"].reshape(-1).tolist()

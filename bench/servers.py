@@ -56,20 +56,9 @@ async def parse_and_validate_only(request: Request) -> Response:
     """The floor of a batch request: /predict's own reading, parsing and validation of the
     body, answered with the pair count (no model call, no predictions to encode)."""
     from app.dependencies import services_of
-    from app.jsonbody import decode_json
-    from app.prediction import pairs_batch, parse_predict_request
-    from app.routes import json_response, require_json
+    from app.routes import json_response, read_predict_request
 
-    require_json(request)
-    document = decode_json(await request.body())
-    limit = services_of(request).settings.max_batch_size
-    pairs, single = parse_predict_request(document, limit)
-    if single:
-        batch = pairs_batch(pairs, where="inputs", loc=lambda _, j: f"inputs[{j}]", max_rows=1)
-    else:
-        batch = pairs_batch(
-            pairs, where="instances", loc=lambda i, j: f"instances[{i}][{j}]", max_rows=limit
-        )
+    _, batch = await read_predict_request(request, services_of(request).settings.max_batch_size)
     return json_response({"pairs": len(batch)})
 
 
