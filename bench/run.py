@@ -99,6 +99,17 @@ class Server:
         if response.status_code != 200 or response.json()["predictions"][0]["class_id"] != 1:
             raise RuntimeError(f"{self.name} answered {response.status_code}: {response.text}")
 
+    def settle(self, timeout: float = 120) -> None:
+        """Wait until the server has worked off what a load left queued: one more request,
+        answered only after those ahead of it. A naive server keeps computing answers for
+        clients wrk has already dropped, which would load whatever is measured next."""
+        httpx.post(
+            f"{self.url}/predict",
+            content=PAIR,
+            headers={"Content-Type": "application/json"},
+            timeout=timeout,
+        )
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -491,6 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         wrk(server, connections, 1, endpoint)  # warm-up
                     seconds = args.seconds * server.duration_factor
                     load = wrk(server, connections, seconds, endpoint)
+                    server.settle()
                     print(
                         f"round {number + 1} {server.name:8} {endpoint:8} c={connections:<3} "
                         f"{load.requests_per_second:8.0f} req/s  p50 {load.p50_ms:7.2f} ms  "
