@@ -144,8 +144,8 @@ class Metrics:
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         for outcome in ("success", "failure"):
             self.model_loads.labels(outcome)
-        for class_id in ("0", "1"):
-            self.predictions.labels(class_id)
+        # Both classes exported from the start, their children kept for the request path.
+        self._class_children = {c: self.predictions.labels(str(c)) for c in (0, 1)}
 
     def watch(self, current: Callable[[], LoadedModel | None]) -> None:
         """Report the served model (``current()`` is called once per scrape)."""
@@ -176,7 +176,10 @@ class Metrics:
 
     def predicted(self, class_counts: dict[int, int], instances: int) -> None:
         for class_id, count in class_counts.items():
-            self.predictions.labels(str(class_id)).inc(count)
+            child = self._class_children.get(class_id)
+            if child is None:
+                child = self.predictions.labels(str(class_id))
+            child.inc(count)
         self.instances_per_request.observe(instances)
 
     def model_call_finished(self, seconds: float) -> None:
