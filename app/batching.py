@@ -8,11 +8,12 @@ together in the next call (up to ``max_rows`` rows; a request larger than that r
 Before each call the drain lets the loop turn for as long as turns bring newcomers (bounded),
 so requests the loop is parsing join the call instead of starting another.
 
-Calls of up to ``inline_max_rows`` rows run on the event loop itself. A signature call is
-mostly Python (holding the GIL), so a worker thread would not run it in parallel with the
-loop, only add a hand-over and, under load, wait for the GIL behind the busy loop (measured
-here: per-call cycles stretched to ~17 ms, batches averaged 15 requests, throughput fell).
-Larger calls go to one worker thread, so a huge batch does not stall the loop for long.
+Calls run on the event loop itself. A signature call is mostly Python (holding the GIL), so a
+worker thread would not run it in parallel with the loop, only add a hand-over and, under
+load, wait for the GIL behind the busy loop (measured here: per-call cycles stretched to
+~17 ms, batches averaged 15 requests, throughput fell). Nor does a large batch need one: the
+model is called on a batch's distinct rows only (``LoadedModel.run``), at most 4 for bits,
+so a call of 10,000 rows costs about what a call of 4 does, plus ~1 ms of numpy.
 
 Results are split back in request order. If a combined call fails, its requests are retried
 one by one, so a request can only fail on its own rows, never because of a neighbour.
@@ -26,7 +27,6 @@ import sys
 import time
 from collections import deque
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -70,14 +70,10 @@ class _VersionQueue:
 class MicroBatcher:
     """Queues per loaded version; at most one model call per version in flight."""
 
-    def __init__(
-        self, *, max_rows: int, inline_max_rows: int = 1024, observer: BatchObserver | None = None
-    ) -> None:
+    def __init__(self, *, max_rows: int, observer: BatchObserver | None = None) -> None:
         self.max_rows = max_rows
-        self.inline_max_rows = inline_max_rows
         self._observer = observer
         self._queues: dict[int, _VersionQueue] = {}
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xor-model")
 
     async def run(self, model: LoadedModel, features: npt.NDArray[np.float32]) -> Outputs:
         """``model``'s outputs for ``features``, computed together with concurrent requests."""
@@ -98,14 +94,13 @@ class MicroBatcher:
         return taken
 
     async def _drain(self, model: LoadedModel, queue: _VersionQueue) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while await self._gather(queue):
                 taken = self._take(queue.waiting)
                 started = time.perf_counter()
                 waits = [started - p.enqueued for p in taken]
                 try:
-                    await self._call(loop, model, taken)
+                    self._call(model, taken)
                 finally:
                     if self._observer is not None:
                         rows = sum(len(p.features) for p in taken)
@@ -144,18 +139,13 @@ class MicroBatcher:
                 break
         return bool(queue.waiting)
 
-    async def _call(
-        self, loop: asyncio.AbstractEventLoop, model: LoadedModel, taken: list[_Pending]
-    ) -> None:
+    def _call(self, model: LoadedModel, taken: list[_Pending]) -> None:
         if len(taken) == 1:
             features = taken[0].features
         else:
             features = np.concatenate([p.features for p in taken])
         try:
-            if len(features) <= self.inline_max_rows:
-                outputs = model.run(features)
-            else:
-                outputs = await loop.run_in_executor(self._executor, model.run, features)
+            outputs = model.run(features)
         except Exception as exc:
             if len(taken) == 1:
                 _settle(taken[0], exception=exc)
@@ -167,7 +157,7 @@ class MicroBatcher:
                 extra={"event": "batch_failed", "model_version": model.version},
             )
             for pending in taken:
-                await self._call(loop, model, [pending])
+                self._call(model, [pending])
             return
         start = 0
         for pending in taken:

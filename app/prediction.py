@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
-import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
 
@@ -33,10 +32,6 @@ Pair = tuple[int, int]
 Locator = Callable[[int, int], str]
 
 _MAX_DETAILS = 20
-# Up to this many pairs, a prediction runs on the event loop: a signature call costs well under
-# a millisecond here, and handing it to a worker thread roughly doubles a small request's
-# latency. Larger batches go to the threadpool so the loop keeps serving other requests.
-INLINE_MAX_PAIRS = 64
 _PREDICT_KEYS = ("inputs", "instances")
 OUTPUT_NAMES = ("logits", "logistic", "probabilities", "class_ids", "classes")
 
@@ -282,14 +277,14 @@ class PredictionService:
     async def predict_async(self, batch: Batch, model: LoadedModel | None = None) -> ModelOutputs:
         """:meth:`predict` for async callers, micro-batched with concurrent requests.
 
-        Without a batcher: small batches inline, large ones in a worker thread.
+        Without a batcher, on the event loop: a call costs well under a millisecond for any
+        batch size (distinct rows only), and a worker thread would double a small request's
+        latency (see app.batching).
         """
         model = model if model is not None else self.model()
         if self._batcher is not None:
             return self._result(batch, model, await self._batcher.run(model, batch.features))
-        if len(batch) <= INLINE_MAX_PAIRS:
-            return self.predict(batch, model)
-        return await anyio.to_thread.run_sync(self.predict, batch, model)
+        return self.predict(batch, model)
 
     def predict(self, batch: Batch, model: LoadedModel | None = None) -> ModelOutputs:
         """All five outputs for ``batch``, in order, from one signature call (blocking)."""

@@ -15,7 +15,8 @@ from app.dependencies import ServicesDep, services_of
 from app.errors import UnsupportedMediaType
 from app.jsonbody import decode_json
 from app.metrics import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
-from app.prediction import Batch, Pair, pairs_batch, parse_predict_request
+from app.prediction import Batch, ModelOutputs, Pair, pairs_batch, parse_predict_request
+from app.rowgroups import group_rows
 from app.schemas import (
     PREDICT_REQUEST_BODY,
     HealthOk,
@@ -86,18 +87,53 @@ async def predict(request: Request) -> Response:
     pairs, batch = await read_predict_request(request, services.settings.max_batch_size)
     model = services.prediction.model()
     outputs = await services.prediction.predict_async(batch, model)
-    class_ids = outputs["class_ids"].reshape(-1).tolist()
-    probabilities = outputs["probabilities"].astype(np.float64).tolist()
-    return json_response(
-        {
-            "model_version": outputs.model_version,
-            "predictions": [
-                # The pair tuple is encoded as a JSON array: no list per row (3.5 ms per 10,000)
-                {"inputs": pair, "class_id": class_id, "probabilities": probability}
-                for pair, class_id, probability in zip(pairs, class_ids, probabilities, strict=True)
-            ],
-        }
-    )
+    return Response(render_predict_response(pairs, batch, outputs), media_type="application/json")
+
+
+# From this many pairs on, a response is encoded once per distinct row, not once per row.
+GROUPED_RENDERING_FROM = 64
+
+
+def render_predict_response(pairs: list[Pair], batch: Batch, outputs: ModelOutputs) -> bytes:
+    """The JSON of a /predict response: the version and one prediction per pair, in order.
+
+    A large batch repeats the same few rows (at most 4 distinct pairs), so each distinct row
+    (same pair, class and probabilities, compared bytewise) is encoded once and the body is
+    joined from those: the same bytes as encoding every row, ~4x faster at 10,000 pairs.
+    """
+    class_ids = outputs["class_ids"]
+    probabilities = outputs["probabilities"]
+    groups = None
+    if len(pairs) >= GROUPED_RENDERING_FROM:
+        groups = group_rows(batch.features, class_ids, probabilities)
+    if groups is None:
+        predictions = [
+            _prediction(pair, class_id, probability)
+            for pair, class_id, probability in zip(
+                pairs,
+                class_ids.reshape(-1).tolist(),
+                probabilities.astype(np.float64).tolist(),
+                strict=True,
+            )
+        ]
+        return orjson.dumps({"model_version": outputs.model_version, "predictions": predictions})
+    encoded = np.empty(len(groups.first), dtype=object)
+    for group, row in enumerate(groups.first.tolist()):
+        encoded[group] = orjson.dumps(
+            _prediction(
+                pairs[row],
+                int(class_ids[row, 0]),
+                probabilities[row].astype(np.float64).tolist(),
+            )
+        )
+    # '{"model_version":3,"predictions":[' + the rows + ']}'
+    head = orjson.dumps({"model_version": outputs.model_version, "predictions": []})[:-2]
+    return head + b",".join(encoded[groups.inverse].tolist()) + b"]}"
+
+
+def _prediction(pair: Pair, class_id: int, probabilities: list[float]) -> dict[str, Any]:
+    # The pair tuple is encoded as a JSON array: no list per row (3.5 ms per 10,000)
+    return {"inputs": pair, "class_id": class_id, "probabilities": probabilities}
 
 
 _READINESS_RESPONSES: dict[int | str, dict[str, Any]] = {

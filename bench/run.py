@@ -33,13 +33,16 @@ REPO = BENCH.parent
 OUT = BENCH / "out"
 CONCURRENCY = (1, 8, 32, 64)
 PAIR = b'{"inputs": [0, 1]}'
-# The same single pair through each API (path, body); the protocols are loaded at PROTOCOL_C.
+FOUR_PAIRS = ((0, 0), (0, 1), (1, 0), (1, 1))
+# Each API's single-pair request (path, body template); the load cycles through the four pairs.
+# The protocols are loaded at PROTOCOL_C.
 ENDPOINTS = {
-    "predict": ("/predict", PAIR.decode()),
-    "v1": ("/v1/models/xor:predict", '{"instances": [[0, 1]]}'),
+    "predict": ("/predict", '{{"inputs": [{a}, {b}]}}'),
+    "v1": ("/v1/models/xor:predict", '{{"instances": [[{a}, {b}]]}}'),
     "v2": (
         "/v2/models/xor/infer",
-        '{"inputs": [{"name": "inputs", "shape": [1, 2], "datatype": "FP32", "data": [0, 1]}]}',
+        '{{"inputs": [{{"name": "inputs", "shape": [1, 2], "datatype": "FP32", '
+        '"data": [{a}, {b}]}}]}}',
     ),
 }
 PROTOCOL_C = 32
@@ -148,8 +151,10 @@ def duration_ms(text: str) -> float:
 
 
 def wrk(server: Server, connections: int, seconds: int, endpoint: str = "predict") -> Load:
-    """One wrk run (one thread, as the issue's reference table) with single-pair POSTs."""
-    path, body = ENDPOINTS[endpoint]
+    """One wrk run (one thread, as the issue's reference table) with single-pair POSTs of the
+    four pairs in turn."""
+    path, template = ENDPOINTS[endpoint]
+    bodies = "\n".join(template.format(a=a, b=b) for a, b in FOUR_PAIRS)
     completed = subprocess.run(
         [
             "wrk",
@@ -165,7 +170,7 @@ def wrk(server: Server, connections: int, seconds: int, endpoint: str = "predict
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "XOR_BENCH_BODY": body},
+        env={**os.environ, "XOR_BENCH_BODIES": bodies},
     )
     out = completed.stdout
     (OUT / f"wrk-{server.name}-{endpoint}-c{connections}.txt").write_text(out)

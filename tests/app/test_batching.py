@@ -156,7 +156,7 @@ def test_batching_can_be_disabled(trained_model_dir: Path) -> None:
     assert "xor_model_call_duration_seconds_count 1.0" in text  # one call, not batched
 
 
-def test_calls_above_the_inline_limit_run_on_the_worker_thread(model: LoadedModel) -> None:
+def test_every_call_runs_on_the_event_loop_whatever_its_size(model: LoadedModel) -> None:
     threads: list[str] = []
 
     class RecordsThread:
@@ -166,12 +166,11 @@ def test_calls_above_the_inline_limit_run_on_the_worker_thread(model: LoadedMode
             threads.append(threading.current_thread().name)
             return model.run(features)
 
-    batcher = MicroBatcher(max_rows=256, inline_max_rows=4)
-    small, large = requests_of([4, 50])
+    batcher = MicroBatcher(max_rows=10_000)
+    small, large = requests_of([4, 10_000])
     (small_result,) = asyncio.run(run_all(batcher, RecordsThread(), [small]))
     (large_result,) = asyncio.run(run_all(batcher, RecordsThread(), [large]))
-    assert threads[0] == threading.main_thread().name
-    assert threads[1].startswith("xor-model")
+    assert threads == [threading.main_thread().name] * 2
     for features, result in ((small, small_result), (large, large_result)):
         assert not isinstance(result, BaseException)
         expected = np.logical_xor(features[:, 0], features[:, 1]).astype(np.int64)
