@@ -24,6 +24,7 @@ from app.errors import (
     error_response,
     http_exception_to_api_error,
 )
+from app.fastpath import ServiceApp
 from app.metrics import Metrics
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.model_store import ModelStore
@@ -76,7 +77,7 @@ def build_services(settings: Settings) -> Services:
     return Services(settings=settings, metrics=metrics, store=store, prediction=prediction)
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings) -> ServiceApp:
     """The service, configured by ``settings``; models load when its lifespan starts."""
     services = build_services(settings)
 
@@ -99,7 +100,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await anyio.to_thread.run_sync(lambda: services.store.stop_polling(timeout=1.0))
 
-    app = FastAPI(
+    app = ServiceApp(
         title="XOR model server",
         summary="Serves the XOR DNNClassifier's published SavedModel versions.",
         version="0.1.0",

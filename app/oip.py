@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from app.dependencies import Services, ServicesDep, services_of
 from app.errors import Detail, NotFound
+from app.fastpath import hot_path
 from app.jsonbody import decode_json
 from app.model_store import INPUT_NAME, LoadedModel
 from app.prediction import (
@@ -512,6 +513,7 @@ async def _infer(request: Request, services: Services, name: str, version: str |
     openapi_extra=_infer_openapi("model_name"),
     **_INFER,
 )
+@hot_path
 async def infer(request: Request) -> Response:
     """One input tensor `inputs` [n, 2] (FP32, FP64, INT32, INT64 or BOOL; 0/1 values)."""
     services = services_of(request)  # not Depends: hot path, see services_of
@@ -524,6 +526,7 @@ async def infer(request: Request) -> Response:
     **_INFER,
     openapi_extra=_infer_openapi("model_name", "model_version"),
 )
+@hot_path
 async def infer_version(request: Request) -> Response:
     """As `infer`, on the given loaded version (404 once it is no longer loaded)."""
     services = services_of(request)  # not Depends: hot path, see services_of

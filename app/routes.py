@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from app.dependencies import ServicesDep, services_of
 from app.errors import UnsupportedMediaType
+from app.fastpath import hot_path
 from app.jsonbody import decode_json
 from app.metrics import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from app.prediction import Batch, ModelOutputs, Pair, pairs_batch, parse_predict_request
@@ -81,6 +82,7 @@ async def read_predict_request(request: Request, max_batch_size: int) -> tuple[l
     openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
     tags=["prediction"],
 )
+@hot_path
 async def predict(request: Request) -> Response:
     """Predict the XOR class of one pair (`inputs`) or a batch (`instances`), in one call."""
     services = services_of(request)  # not Depends: hot path, see services_of

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from app.dependencies import Services, ServicesDep, services_of
 from app.errors import Detail, NotFound
+from app.fastpath import hot_path
 from app.jsonbody import decode_json
 from app.model_store import SIGNATURE_KEY, LoadedModel
 from app.prediction import (
@@ -246,6 +247,7 @@ _PREDICT = {
         "parameters": [*path_parameters("model_name")],
     },
 )
+@hot_path
 async def predict(request: Request) -> Response:
     """Row (`instances`) or columnar (`inputs`) format; bits as 0/1 or 0.0/1.0."""
     services = services_of(request)  # not Depends: hot path, see services_of
@@ -261,6 +263,7 @@ async def predict(request: Request) -> Response:
         "parameters": [*path_parameters("model_name", "version")],
     },
 )
+@hot_path
 async def predict_version(request: Request) -> Response:
     """As `:predict`, on the given loaded version (404 once it is no longer loaded)."""
     services = services_of(request)  # not Depends: hot path, see services_of
