@@ -25,6 +25,10 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return document
 
 
+# One decoder for every request: json.loads with these options builds a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+
+
 def decode_json(body: bytes) -> Any:
     """The JSON document in a UTF-8 ``body``, or MalformedRequest saying what is wrong."""
     try:
@@ -34,7 +38,7 @@ def decode_json(body: bytes) -> Any:
             f"request body is not valid UTF-8 (byte {exc.start}: {exc.reason})"
         ) from exc
     try:
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise MalformedRequest(
             f"request body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"

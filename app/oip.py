@@ -124,10 +124,21 @@ def _flatten(data: Any, loc: str, datatype: str) -> tuple[list[Any], bool]:
     """The leaves of JSON ``data`` (flat or nested), type-checked; and whether it was nested."""
     if type(data) is not list:
         invalid(loc, f"must be an array, got {describe_json_type(data)}")
-    leaves: list[Any] = []
-    details: list[Detail] = []
     nested = bool(data) and type(data[0]) is list
     limit = _INT_RANGES.get(datatype)
+    leaves: list[Any] = []
+    _collect(data, leaves)
+    if datatype == "BOOL":
+        valid = all(type(value) is bool for value in leaves)
+    elif limit is not None:
+        valid = all(type(value) is int and -limit <= value < limit for value in leaves)
+    else:
+        valid = all(type(value) in (int, float) for value in leaves)
+    if valid:
+        return leaves, nested
+    # Found a wrong leaf: walk again, this time keeping each leaf's location for the message.
+    leaves = []
+    details: list[Detail] = []
 
     def walk(value: Any, where: str) -> None:
         if len(details) > _MAX_DETAILS:
@@ -154,6 +165,14 @@ def _flatten(data: Any, loc: str, datatype: str) -> tuple[list[Any], bool]:
     if details:
         raise_details(details)
     return leaves, nested
+
+
+def _collect(values: list[Any], leaves: list[Any]) -> None:
+    for value in values:
+        if type(value) is list:
+            _collect(value, leaves)
+        else:
+            leaves.append(value)
 
 
 def _known_fields(value: Any, where: str, known: set[str], kind: str, of: str) -> None:
@@ -313,9 +332,7 @@ def _json_data(tensor: npt.NDArray[Any], datatype: str) -> list[Any]:
     flat = tensor.reshape(-1)
     if datatype == "BYTES":
         return [item.decode() for item in flat.tolist()]
-    if datatype == "FP32":
-        return flat.astype(np.float64).tolist()
-    return flat.tolist()
+    return flat.tolist()  # float32 values become the same Python floats float64 ones would
 
 
 def render_infer_response(name: str, request: InferRequest, outputs: ModelOutputs) -> Response:

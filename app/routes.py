@@ -114,7 +114,7 @@ def render_predict_response(pairs: list[Pair], batch: Batch, outputs: ModelOutpu
             for pair, class_id, probability in zip(
                 pairs,
                 class_ids.reshape(-1).tolist(),
-                probabilities.astype(np.float64).tolist(),
+                probabilities.tolist(),  # float32 -> the same Python floats as via float64
                 strict=True,
             )
         ]
@@ -125,7 +125,7 @@ def render_predict_response(pairs: list[Pair], batch: Batch, outputs: ModelOutpu
             _prediction(
                 pairs[row],
                 int(class_ids[row, 0]),
-                probabilities[row].astype(np.float64).tolist(),
+                probabilities[row].tolist(),
             )
         )
     # '{"model_version":3,"predictions":[' + the rows + ']}'

@@ -184,9 +184,7 @@ def _output_lists(outputs: ModelOutputs) -> dict[str, list[list[Any]]]:
         tensor = outputs[name]
         if tensor.dtype == object:  # DT_STRING: bytes
             lists[name] = [[item.decode() for item in row] for row in tensor.tolist()]
-        elif tensor.dtype.kind == "f":
-            lists[name] = tensor.astype(np.float64).tolist()
-        else:
+        else:  # float32 values become the same Python floats float64 ones would
             lists[name] = tensor.tolist()
     return lists
 
