@@ -374,7 +374,8 @@ def report(results: Results) -> str:
         "",
         f"Measured {m['date']} on {m['cpu']}, {m['memory']}, {m['system']}, Python "
         f"{m['python']}, TensorFlow {m['tensorflow']}; load from `wrk {m['wrk']} -t1` on the "
-        f"same machine, single-pair `POST /predict`. All servers ran side by side in one run; "
+        f"same machine, single-pair `POST /predict` (the four pairs in turn). All servers ran "
+        "side by side in one run; "
         f"every point is the median of {results.rounds} interleaved rounds of "
         f"{results.seconds_per_point} s (the naive baseline's: 4 x as long; errors: the sum).",
         "",
