@@ -116,6 +116,8 @@ def create_app(settings: Settings) -> ServiceApp:
         app.add_exception_handler(exception_type, handle_error)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     # Added last, so outermost: it sees every response, including the 413s.
-    app.add_middleware(RequestContextMiddleware, metrics=services.metrics)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=services.metrics, access_log=settings.access_log
+    )
     app.state.services = services  # for tests and tools; routes use the lifespan state
     return app

@@ -1,7 +1,8 @@
 """Pure ASGI middleware (no BaseHTTPMiddleware: it is slow and buffers streams).
 
-- :class:`RequestContextMiddleware` (outermost): request id, one log line and the HTTP metrics
-  per request, and a 500 in the error shape for any exception that escaped the routes.
+- :class:`RequestContextMiddleware` (outermost): request id, one log line (unless turned off)
+  and the HTTP metrics per request, and a 500 in the error shape for any exception that
+  escaped the routes.
 - :class:`BodyLimitMiddleware`: 413 for a body over the limit, decided before anything is
   parsed: at once from ``Content-Length``, otherwise (chunked uploads) as soon as the bytes
   received pass the limit, so at most the limit plus one chunk is ever held.
@@ -34,9 +35,10 @@ def _route_template(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: bool = True) -> None:
         self.app = app
         self.metrics = metrics
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,20 +74,21 @@ class RequestContextMiddleware:
             seconds = time.perf_counter() - start
             method = scope["method"]
             self.metrics.request_finished(_route_template(scope), method, status, seconds)
-            log.info(
-                "%s %s %d",
-                method,
-                scope["path"],
-                status,
-                extra={
-                    "event": "request",
-                    "method": method,
-                    "path": scope["path"],
-                    "status": status,
-                    "latency_ms": round(seconds * 1000, 3),
-                    "request_id": request_id,
-                },
-            )
+            if self.access_log:
+                log.info(
+                    "%s %s %d",
+                    method,
+                    scope["path"],
+                    status,
+                    extra={
+                        "event": "request",
+                        "method": method,
+                        "path": scope["path"],
+                        "status": status,
+                        "latency_ms": round(seconds * 1000, 3),
+                        "request_id": request_id,
+                    },
+                )
 
 
 class BodyLimitMiddleware:

@@ -30,6 +30,7 @@ def test_defaults() -> None:
     assert settings.loaded_versions == 2
     assert settings.batching is True
     assert settings.batch_max_size == 256
+    assert settings.access_log is True
 
 
 def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,6 +41,7 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XOR_LOG_FORMAT", "TEXT")
     monkeypatch.setenv("XOR_BATCHING", "false")
     monkeypatch.setenv("XOR_BATCH_MAX_SIZE", "64")
+    monkeypatch.setenv("XOR_ACCESS_LOG", "false")
     # The training CLI's variables share the prefix and must not disturb the server.
     monkeypatch.setenv("XOR_TRAIN_STEPS", "5")
     settings = load_settings()
@@ -50,6 +52,7 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.log_format is LogFormat.TEXT
     assert settings.batching is False
     assert settings.batch_max_size == 64
+    assert settings.access_log is False
 
 
 @pytest.mark.parametrize(
@@ -67,6 +70,7 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
         ("XOR_SHUTDOWN_TIMEOUT_SECONDS", "0"),
         ("XOR_LOADED_VERSIONS", "0"),
         ("XOR_BATCHING", "maybe"),
+        ("XOR_ACCESS_LOG", "sometimes"),
         ("XOR_BATCH_MAX_SIZE", "0"),
         ("XOR_REQUEST_TIMEOUT_SECONDS", "0"),
         ("XOR_MAX_HEADER_BYTES", "0"),

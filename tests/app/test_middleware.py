@@ -57,6 +57,27 @@ def test_internal_failure_is_500_in_the_error_shape_and_logged(
     assert (request.status, request.path, request.method) == (500, "/fail", "GET")  # type: ignore[attr-defined]
 
 
+def test_access_log_off_keeps_error_logs_and_metrics(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(Settings(model_dir=tmp_path, poll_interval_seconds=60, access_log=False))
+
+    def fail() -> None:
+        raise RuntimeError("boom")
+
+    app.add_api_route("/fail", fail)
+    with TestClient(app) as client, caplog.at_level(logging.INFO):
+        assert client.get("/health/live").status_code == 200
+        assert client.post("/predict", json={"inputs": [0, 1]}).status_code == 503
+        assert client.get("/fail").status_code == 500
+        metrics = client.get("/metrics").text
+    events = [getattr(r, "event", None) for r in caplog.records]
+    assert "request" not in events
+    assert "unhandled_error" in events
+    assert 'xor_http_requests_total{method="POST",route="/predict",status="503"} 1.0' in metrics
+    assert 'xor_http_requests_total{method="GET",route="/fail",status="500"} 1.0' in metrics
+
+
 def test_json_log_lines(capsys: pytest.CaptureFixture[str]) -> None:
     from app.logging import JsonFormatter
 
