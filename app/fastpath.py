@@ -62,31 +62,33 @@ class ServiceApp(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and self.fast_path_enabled:
-            if self._hot_routes is None:
-                self._hot_routes = self._build_hot_routes()
-            path = scope["path"]
-            for hot in self._hot_routes:
-                match = hot.regex.match(path)
-                if match is not None:
-                    route = hot.route
-                    scope["app"] = self
-                    scope["route"] = route
-                    scope["endpoint"] = route.endpoint
-                    scope["path_params"] = {
-                        name: route.param_convertors[name].convert(value)
-                        for name, value in match.groupdict().items()
-                    }
-                    await hot.app(scope, receive, send)
-                    return
+            found = self._match(scope["path"])
+            if found is not None:
+                hot, match = found
+                route = hot.route
+                scope["app"] = self
+                scope["route"] = route
+                scope["endpoint"] = route.endpoint
+                scope["path_params"] = {
+                    name: route.param_convertors[name].convert(value)
+                    for name, value in match.groupdict().items()
+                }
+                await hot.app(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
     def hot_route_for(self, scope: Scope) -> APIRoute | None:
         """The hot route the fast path would serve ``scope`` with, if any (for tests)."""
+        found = self._match(scope["path"])
+        return None if found is None else found[0].route
+
+    def _match(self, path: str) -> tuple[_HotRoute, re.Match[str]] | None:
         if self._hot_routes is None:
             self._hot_routes = self._build_hot_routes()
         for hot in self._hot_routes:
-            if hot.regex.match(scope["path"]):
-                return hot.route
+            match = hot.regex.match(path)
+            if match is not None:
+                return hot, match
         return None
 
     def _build_hot_routes(self) -> list[_HotRoute]:
