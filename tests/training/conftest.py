@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from training.cli import run
 from training.config import TrainSettings
+from training.pipeline import run
 from training.versions import published_versions
 
 REPO = Path(__file__).resolve().parents[2]
 
 Train = Callable[..., int]
+
+
+def evaluation(export_dir: Path) -> dict[str, Any]:
+    """The evaluation.json of the newest version in ``export_dir``."""
+    version = published_versions(export_dir)[-1]
+    path = export_dir / str(version) / "assets.extra" / "evaluation.json"
+    document: dict[str, Any] = json.loads(path.read_text())
+    return document
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
-"""The command line end to end, in real subprocesses (each pays TensorFlow's import)."""
+"""The command line: end to end in real subprocesses (each pays TensorFlow's import), and its
+hand-over to the pipeline in-process."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import random
@@ -16,10 +16,11 @@ import pytest
 import tensorflow as tf
 
 from tests.training.conftest import REPO
-from training.cli import _progress_bar, main
+from training import pipeline
+from training.cli import main
+from training.config import TrainSettings
+from training.errors import DataError, ExportError, QualityGateError
 from training.versions import published_versions
-
-pytestmark = pytest.mark.slow
 
 
 def command(tmp_path: Path, *flags: str) -> list[str]:
@@ -43,6 +44,7 @@ def newest_checkpoint_step(model_dir: Path) -> int:
     return int(path.rsplit("-", 1)[1])
 
 
+@pytest.mark.slow
 def test_defaults_train_to_full_accuracy_and_publish(tmp_path: Path) -> None:
     completed = subprocess.run(
         command(tmp_path), cwd=REPO, capture_output=True, text=True, env=environment()
@@ -71,6 +73,7 @@ def test_defaults_train_to_full_accuracy_and_publish(tmp_path: Path) -> None:
     assert published_versions(tmp_path / "xor") == [version]
 
 
+@pytest.mark.slow
 def test_environment_variables_configure_the_run(tmp_path: Path) -> None:
     env = environment(
         XOR_TRAIN_STEPS="25",
@@ -88,6 +91,7 @@ def test_environment_variables_configure_the_run(tmp_path: Path) -> None:
     assert result["training"]["hidden_units"] == [6, 6]
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
     """Killed mid-step or mid-checkpoint-write (one is written every step), a run resumes."""
     rng = random.Random(os.getpid())
@@ -136,6 +140,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
     assert newest_checkpoint_step(tmp_path / "training") == killed_at + 10
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_publishes_nothing(tmp_path: Path) -> None:
     process = subprocess.Popen(
         command(tmp_path, "--steps=1000000", "--save-checkpoints-steps=100000"),
@@ -158,6 +163,7 @@ def test_sigterm_saves_a_checkpoint_and_publishes_nothing(tmp_path: Path) -> Non
     assert published_versions(tmp_path / "xor") == []
 
 
+@pytest.mark.slow
 def test_bad_data_trains_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("0,0,0\n0,1,1\n1,2,1\n")
@@ -174,6 +180,7 @@ def test_bad_data_trains_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixtur
     assert not (tmp_path / "xor").exists()
 
 
+@pytest.mark.slow
 def test_quality_gate_keeps_checkpoints_and_publishes_nothing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -195,6 +202,7 @@ def test_quality_gate_keeps_checkpoints_and_publishes_nothing(
     assert len(published_versions(tmp_path / "xor")) == 1
 
 
+@pytest.mark.slow
 def test_bad_flag_is_a_usage_error(tmp_path: Path) -> None:
     completed = subprocess.run(
         [str(Path(sys.executable).with_name("xor-train")), "--steps", "0"],
@@ -207,6 +215,7 @@ def test_bad_flag_is_a_usage_error(tmp_path: Path) -> None:
     assert "Traceback" not in completed.stderr
 
 
+@pytest.mark.slow
 def test_console_script_help(tmp_path: Path) -> None:
     completed = subprocess.run(
         [str(Path(sys.executable).with_name("xor-train")), "--help"],
@@ -219,18 +228,39 @@ def test_console_script_help(tmp_path: Path) -> None:
         assert flag in completed.stdout
 
 
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-@pytest.mark.parametrize("interactive", [True, False])
-def test_progress_bar_only_on_a_terminal(
-    monkeypatch: pytest.MonkeyPatch, interactive: bool
+def test_main_hands_the_parsed_flags_to_the_pipeline(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    stream = _Terminal() if interactive else io.StringIO()
-    monkeypatch.setattr(sys, "stderr", stream)
-    with _progress_bar(30) as advance:
-        for _ in range(3):
-            advance(10)
-    assert ("30/30" in stream.getvalue()) is interactive
+    received: list[TrainSettings] = []
+
+    def run(settings: TrainSettings) -> int:
+        received.append(settings)
+        return 7
+
+    monkeypatch.setattr(pipeline, "run", run)
+    assert main(["--steps=5", "--hidden-units=3,4", f"--model-dir={tmp_path}"]) == 7
+    (settings,) = received
+    assert (settings.steps, settings.hidden_units, settings.model_dir) == (5, [3, 4], tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("error", "exit_code"),
+    [
+        (DataError("data/bad.csv:3: column x2 must be 0 or 1"), 2),
+        (QualityGateError("test accuracy 0.5 is below --min-accuracy 1.0"), 3),
+        (ExportError("models/xor: cannot write versions here"), 1),
+        (KeyboardInterrupt(), 130),
+    ],
+)
+def test_main_turns_pipeline_failures_into_exit_codes(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    error: BaseException,
+    exit_code: int,
+) -> None:
+    def run(settings: TrainSettings) -> int:
+        raise error
+
+    monkeypatch.setattr(pipeline, "run", run)
+    assert main([]) == exit_code
+    assert (str(error) or "interrupted") in caplog.text

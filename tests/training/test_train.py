@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -8,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.training.conftest import Train
+from tests.training.conftest import Train, evaluation
 from training.errors import ModelDirError, TrainingError
 from training.train import locked_model_dir
 from training.versions import published_versions
@@ -27,12 +26,6 @@ def weights(model_dir: Path) -> dict[str, np.ndarray]:
         for name in reader.get_variable_to_shape_map()
         if name.endswith("VARIABLE_VALUE") and not name.startswith("save_counter")
     }
-
-
-def evaluation(export_dir: Path) -> dict:
-    version = published_versions(export_dir)[-1]
-    path = export_dir / str(version) / "assets.extra" / "evaluation.json"
-    return json.loads(path.read_text())
 
 
 def test_runs_resume_and_continue_the_global_step(tmp_path: Path, train: Train) -> None:
