@@ -66,6 +66,8 @@ class Server:
     # Load points last this many times longer: a server whose requests take seconds under
     # load is undercounted by a short window (it ends with a full queue in flight).
     duration_factor: int = 1
+    # The working directory of ``argv`` (another checkout, for ``--baseline``).
+    cwd: Path = REPO
     process: subprocess.Popen[bytes] | None = None
     ready_seconds: float = 0.0
 
@@ -77,7 +79,7 @@ class Server:
         log = (OUT / f"{self.name}.log").open("ab")
         env = {**os.environ, **self.env, "XOR_HOST": "127.0.0.1", "XOR_PORT": str(self.port)}
         started = time.perf_counter()
-        self.process = subprocess.Popen(self.argv, cwd=REPO, env=env, stdout=log, stderr=log)
+        self.process = subprocess.Popen(self.argv, cwd=self.cwd, env=env, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -468,7 +470,21 @@ def servers(model_dir: Path) -> list[Server]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # ``--baseline DIR`` is another benchmark, with options of its own (bench.baseline).
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--baseline")
+    if pre.parse_known_args(argv)[0].baseline is not None:
+        from bench.baseline import main as baseline_main
+
+        return baseline_main(argv)
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="instead: this working tree against another checkout DIR, at one concurrency "
+        "(see python -m bench --baseline DIR --help)",
+    )
     parser.add_argument("--seconds", type=int, default=5, help="wrk duration per point and round")
     parser.add_argument(
         "--rounds", type=int, default=3, help="interleaved rounds; each point is their median"
