@@ -12,7 +12,7 @@ import sys
 
 from app.config import ENV_PREFIX, Settings, load_settings
 from app.errors import ConfigError
-from app.logging import configure_logging
+from app.server.logging import configure_logging
 
 PROG = "xor-serve"
 
@@ -42,6 +42,6 @@ def main(argv: list[str] | None = None) -> int:
 
     # Imported only now: it imports TensorFlow (seconds), not worth it for a bad setting.
     from app.main import create_app
-    from app.server import serve
+    from app.server.runner import serve
 
     return serve(create_app(settings), settings)

@@ -4,56 +4,36 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp
 
-from app.batching import MicroBatcher
+from app.api.dependencies import Services
+from app.api.errors import ErrorShapes, exception_handler
+from app.api.hot import HotRoute, PredictionRoutes, ServiceApp
+from app.api.oip import routes as oip_routes
+from app.api.service import routes as service_routes
+from app.api.service.errors import render_service_error
+from app.api.tfserving import routes as tfserving_routes
 from app.config import Settings
-from app.dependencies import Services
-from app.errors import (
-    ApiError,
-    Detail,
-    InvalidInput,
-    error_response,
-    http_exception_to_api_error,
-)
-from app.fastpath import ServiceApp
+from app.core.batching import MicroBatcher
+from app.core.prediction import ModelCall, PredictionService, call_model
+from app.errors import ApiError
+from app.lifecycle.store import ModelStore
 from app.metrics import Metrics
-from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from app.model_store import ModelStore
-from app.oip import router as oip_router
-from app.prediction import PredictionService
-from app.routes import router
-from app.tfserving import router as tfserving_router
+from app.server.middleware import BodyLimitMiddleware, RequestContextMiddleware
 
 log = logging.getLogger(__name__)
 
 
-async def handle_error(request: Request, exc: Exception) -> Response:
-    """The one exception handler: every error the routes raise, in its route family's shape."""
-    if isinstance(exc, ApiError):
-        error = exc
-    elif isinstance(exc, StarletteHTTPException):
-        error = http_exception_to_api_error(exc)
-    elif isinstance(exc, RequestValidationError):
-        details = [
-            Detail(".".join(str(part) for part in item["loc"]), item["msg"])
-            for item in exc.errors()
-        ]
-        error = InvalidInput("invalid request", details=details)
-    else:  # not registered for other types; the middleware renders those as 500
-        raise exc
-    return error_response(error, request.scope["path"])
-
-
-def build_services(settings: Settings) -> Services:
+def build_services(settings: Settings, *, model_call: ModelCall = call_model) -> Services:
+    """The metrics, model store and prediction service ``settings`` describe."""
     metrics = Metrics()
     store = ModelStore(
         settings.model_dir,
@@ -64,7 +44,7 @@ def build_services(settings: Settings) -> Services:
     metrics.watch(lambda: store.current)
     metrics.watch_files(lambda: store.file_problems)
     batcher = (
-        MicroBatcher(max_rows=settings.batch_max_size, observer=metrics)
+        MicroBatcher(max_rows=settings.batch_max_size, observer=metrics, model_call=model_call)
         if settings.batching
         else None
     )
@@ -73,13 +53,27 @@ def build_services(settings: Settings) -> Services:
         metrics=metrics,
         retry_after_seconds=math.ceil(settings.poll_interval_seconds),
         batcher=batcher,
+        model_call=model_call,
     )
     return Services(settings=settings, metrics=metrics, store=store, prediction=prediction)
 
 
-def create_app(settings: Settings) -> ServiceApp:
-    """The service, configured by ``settings``; models load when its lifespan starts."""
-    services = build_services(settings)
+def create_app(
+    settings: Settings,
+    *,
+    model_call: ModelCall = call_model,
+    extra_hot_routes: Sequence[HotRoute] = (),
+    plain_prediction_routes: bool = True,
+) -> ServiceApp:
+    """The service, configured by ``settings``; models load when its lifespan starts.
+
+    The keywords are seams for the benchmark and the tests: ``model_call`` replaces the
+    signature call (the benchmark's ceiling answers a constant), ``extra_hot_routes`` adds
+    prediction-like routes to the plain ASGI way (the benchmark's parse-only floor), and
+    ``plain_prediction_routes=False`` leaves the prediction routes to FastAPI, to check that
+    both ways answer alike (``extra_hot_routes`` are then not served).
+    """
+    services = build_services(settings, model_call=model_call)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -100,24 +94,45 @@ def create_app(settings: Settings) -> ServiceApp:
         finally:
             await anyio.to_thread.run_sync(lambda: services.store.stop_polling(timeout=1.0))
 
-    app = ServiceApp(
+    api = FastAPI(
         title="XOR model server",
         summary="Serves the XOR DNNClassifier's published SavedModel versions.",
         version="0.1.0",
         lifespan=lifespan,
     )
-    # The routes join the app's own router rather than through include_router: FastAPI
-    # (0.165) matches included routers through per-route context bookkeeping that cost ~13 %
-    # of a /v2 infer request (28 route checks); plain APIRoutes match with one regex each.
-    # None of the routers sets a prefix, dependencies or tags at inclusion.
-    for routes in (router, tfserving_router, oip_router):
-        app.router.routes.extend(routes.routes)
-    for exception_type in (ApiError, StarletteHTTPException, RequestValidationError):
-        app.add_exception_handler(exception_type, handle_error)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    # Added last, so outermost: it sees every response, including the 413s.
-    app.add_middleware(
-        RequestContextMiddleware, metrics=services.metrics, access_log=settings.access_log
+    for module in (service_routes, tfserving_routes, oip_routes):
+        api.include_router(module.router)
+    shapes = ErrorShapes(
+        default=render_service_error,
+        shapes=[tfserving_routes.ERROR_SHAPE, oip_routes.ERROR_SHAPE],
     )
-    app.state.services = services  # for tests and tools; routes use the lifespan state
-    return app
+    handler = exception_handler(shapes)
+    for exception_type in (ApiError, HTTPException, RequestValidationError):
+        api.add_exception_handler(exception_type, handler)
+    # The same middleware on both ways, innermost first: the body limit, then the request
+    # context, which sees every response (the 413s too).
+    middleware: list[tuple[Any, dict[str, Any]]] = [
+        (BodyLimitMiddleware, {"max_body_bytes": settings.max_body_bytes}),
+        (
+            RequestContextMiddleware,
+            {"metrics": services.metrics, "access_log": settings.access_log},
+        ),
+    ]
+    for middleware_class, options in middleware:
+        api.add_middleware(middleware_class, render_error=shapes.render, **options)
+    api.state.services = services  # for tests and tools; routes use the lifespan state
+    if not plain_prediction_routes:
+        return ServiceApp(api, None, None)
+    predictions = PredictionRoutes(
+        (
+            *service_routes.HOT_ROUTES,
+            *tfserving_routes.HOT_ROUTES,
+            *oip_routes.HOT_ROUTES,
+            *extra_hot_routes,
+        ),
+        services,
+    )
+    plain: ASGIApp = predictions
+    for middleware_class, options in middleware:
+        plain = middleware_class(plain, render_error=shapes.render, **options)
+    return ServiceApp(api, predictions, plain)

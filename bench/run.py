@@ -28,6 +28,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.servers import FLOOR_PATH
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 OUT = BENCH / "out"
@@ -46,8 +48,6 @@ ENDPOINTS = {
     ),
 }
 PROTOCOL_C = 32
-# The ceiling's parse-and-validate-only route (bench.servers): the floor of a batch request.
-FLOOR_PATH = "/bench/validate"
 
 
 def free_port() -> int:

@@ -8,19 +8,33 @@ Both read ``XOR_MODEL_DIR``, ``XOR_HOST`` and ``XOR_PORT`` like the service.
   SavedModel (wrapped in ``keras.layers.TFSMLayer``) once per request.
 """
 
+from __future__ import annotations
+
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from fastapi import Request
+from starlette.requests import Request
 from starlette.responses import Response
+
+if TYPE_CHECKING:
+    from app.api.dependencies import Services
+
+# The ceiling's parse-and-validate-only route: the floor of a batch request (bench.run).
+FLOOR_PATH = "/bench/validate"
 
 
 def ceiling() -> int:
-    from app import model_store
+    from app.api.hot import HotRoute
+    from app.api.service.errors import render_service_error
+    from app.config import load_settings
+    from app.lifecycle.loading import LoadedModel
+    from app.main import create_app
+    from app.server.logging import configure_logging
+    from app.server.runner import serve
 
     probability = 0.9997
     one_row: dict[str, npt.NDArray[Any]] = {
@@ -32,35 +46,26 @@ def ceiling() -> int:
     }
 
     def constant_answer(
-        self: model_store.LoadedModel, features: npt.NDArray[np.float32]
+        _model: LoadedModel, features: npt.NDArray[np.float32]
     ) -> dict[str, npt.NDArray[Any]]:
         rows = len(features)
         return {name: np.repeat(value, rows, axis=0) for name, value in one_row.items()}
 
-    model_store.LoadedModel.run = constant_answer  # type: ignore[method-assign]
-    from app import main as app_main
-    from app.cli import main
-    from app.fastpath import hot_path
-
-    create_app = app_main.create_app
-
-    def with_floor_route(settings: Any) -> Any:
-        app = create_app(settings)
-        # The short way, as /predict's: the floor differs from it only in what it does.
-        app.add_api_route("/bench/validate", hot_path(parse_and_validate_only), methods=["POST"])
-        return app
-
-    app_main.create_app = with_floor_route
-    return main([])
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    # The floor takes the plain ASGI way, as /predict does: it differs only in what it does.
+    floor = HotRoute(FLOOR_PATH, parse_and_validate_only, render_service_error)
+    app = create_app(settings, model_call=constant_answer, extra_hot_routes=(floor,))
+    return serve(app, settings)
 
 
-async def parse_and_validate_only(request: Request) -> Response:
+async def parse_and_validate_only(request: Request, services: Services) -> Response:
     """The floor of a batch request: /predict's own reading, parsing and validation of the
     body, answered with the pair count (no model call, no predictions to encode)."""
-    from app.dependencies import services_of
-    from app.routes import json_response, read_predict_request
+    from app.api.common import json_response
+    from app.api.service.predict import read_predict_request
 
-    _, batch = await read_predict_request(request, services_of(request).settings.max_batch_size)
+    _, batch = await read_predict_request(request, services.settings.max_batch_size)
     return json_response({"pairs": len(batch)})
 
 

@@ -11,8 +11,7 @@ import pytest
 
 from app.config import LogFormat, Settings, load_settings
 from app.errors import ConfigError
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO
 
 
 def test_defaults() -> None:

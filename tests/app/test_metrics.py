@@ -10,7 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.app.conftest import publish_copy, wait_for
+from tests.support.versions import publish_copy
+from tests.support.waiting import wait_for
 
 
 def samples(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -87,11 +88,16 @@ def test_without_a_model(client: TestClient) -> None:
     assert response.json()["error"]["code"] == "model_unavailable"
 
 
+def served(client: TestClient, trained_version: Path, model_dir: Path, version: int) -> None:
+    """Publish a copy of the trained version as ``version`` and wait until it is served."""
+    publish_copy(trained_version, model_dir, version)
+    wait_for(lambda: value(client, "xor_model_version") == version)
+
+
 def test_after_a_swap_the_new_versions_numbers(
     client: TestClient, model_dir: Path, trained_version: Path
 ) -> None:
-    publish_copy(trained_version, model_dir, 100)
-    wait_for(lambda: value(client, "xor_model_version") == 100)
+    served(client, trained_version, model_dir, 100)
     new = publish_copy(trained_version, model_dir, 101)
     evaluation_file = new / "assets.extra" / "evaluation.json"
     evaluation = json.loads(evaluation_file.read_text())
@@ -110,8 +116,7 @@ def test_after_a_swap_the_new_versions_numbers(
 def test_corrupt_version_is_counted_and_the_old_one_keeps_serving(
     client: TestClient, model_dir: Path, trained_version: Path
 ) -> None:
-    publish_copy(trained_version, model_dir, 200)
-    wait_for(lambda: value(client, "xor_model_version") == 200)
+    served(client, trained_version, model_dir, 200)
     broken = publish_copy(trained_version, model_dir, 201)
     (broken / "saved_model.pb").write_bytes(b"garbage")
     wait_for(lambda: value(client, "xor_model_loads_total", outcome="failure") == 1)

@@ -7,10 +7,10 @@ Every wait is bounded; the compose project is torn down even when a test fails.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +23,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO
+from tests.support.server import free_port
+from tests.support.waiting import wait_for
+
 PROJECT = "xor-serving-test"
 XOR_PAIRS = {(0, 0): 0, (0, 1): 1, (1, 0): 1, (1, 1): 0}
 
@@ -44,12 +47,6 @@ def _engine_problem() -> str | None:
     if compose.returncode != 0:
         return f"`docker compose` is not available: {compose.stderr.strip()[:200]}"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -93,17 +90,8 @@ def http(url: str, body: object | None = None, timeout: float = 5) -> tuple[int,
         return error.code, json.loads(error.read() or b"{}")
 
 
-def wait_for(predicate, *, timeout: float, what: str, interval: float = 1.0) -> None:
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except (OSError, ValueError) as exc:
-            last_error = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} ({last_error})")
+# The engine's pace: once a second, with connection errors (the api still starting) as "not yet".
+wait_for_engine = functools.partial(wait_for, interval=1.0, retry_on=(OSError, ValueError))
 
 
 def exit_code(container: str) -> int:
@@ -122,9 +110,9 @@ def compose() -> Iterator[Compose]:
         pytest.skip(f"no container engine: {problem}")
     env = {
         **os.environ,
-        "XOR_API_PORT": str(_free_port()),
-        "XOR_PROMETHEUS_PORT": str(_free_port()),
-        "XOR_TENSORBOARD_PORT": str(_free_port()),
+        "XOR_API_PORT": str(free_port()),
+        "XOR_PROMETHEUS_PORT": str(free_port()),
+        "XOR_TENSORBOARD_PORT": str(free_port()),
     }
     project = Compose(
         int(env["XOR_API_PORT"]),
@@ -136,9 +124,9 @@ def compose() -> Iterator[Compose]:
     try:
         project.run("build", "api", timeout=1200)
         project.run("up", "-d")
-        wait_for(lambda: served_version(project) is not None, timeout=240, what="api ready")
+        wait_for_engine(lambda: served_version(project) is not None, timeout=240, what="api ready")
         # The image's HEALTHCHECK (run by the engine) agrees.
-        wait_for(
+        wait_for_engine(
             lambda: project.run("ps", "--format", "{{.Health}}", "api").stdout.strip() == "healthy",
             timeout=60,
             what="the api container's health check to pass",
@@ -212,7 +200,7 @@ def test_train_publishes_a_version_the_running_api_picks_up(compose: Compose) ->
         # Not --rm: this engine reports exit code 0 for --rm runs whatever happened.
         compose.run("run", "--name", name, "train", "--steps", "200", timeout=600)
         assert exit_code(name) == 0
-        wait_for(
+        wait_for_engine(
             lambda: (served_version(compose) or 0) > before,
             timeout=30,
             what="the new version to be served",
@@ -245,7 +233,7 @@ def test_monitoring_profile_scrapes_the_api(compose: Compose) -> None:
         status, body = http(query)
         return status == 200 and bool(body["data"]["result"])
 
-    wait_for(scraped, timeout=120, what="Prometheus to scrape the api")
+    wait_for_engine(scraped, timeout=120, what="Prometheus to scrape the api")
     _, body = http(query)
     assert float(body["data"]["result"][0]["value"][1]) == 1.0
 
@@ -254,7 +242,7 @@ def test_monitoring_profile_scrapes_the_api(compose: Compose) -> None:
         with urllib.request.urlopen(url, timeout=5) as response:
             return response.status == 200 and "eval" in json.loads(response.read())
 
-    wait_for(tensorboard_up, timeout=120, what="TensorBoard to list the training runs")
+    wait_for_engine(tensorboard_up, timeout=120, what="TensorBoard to list the training runs")
 
 
 def test_api_stops_gracefully(compose: Compose) -> None:

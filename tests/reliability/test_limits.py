@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.app.test_server_process import Server
+from tests.support.server import Server
 
 JSON = {"Content-Type": "application/json"}
 

@@ -1,15 +1,19 @@
-"""Property tests: the three APIs agree on every valid pair; other JSON is a 4xx, in shape
-(except what a protocol documents accepting: 0.0/1.0, nested OIP data), answered then."""
+"""Property tests: the three APIs agree on every valid pair; anything else in place of a pair
+or a bit is refused in the API's error shape, except what a protocol documents accepting
+(TF Serving's 0.0/1.0, OIP's nested data), which is answered."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import hypothesis
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.support.responses import assert_protocol_error, assert_service_error
 
 BITS = st.integers(min_value=0, max_value=1)
 PAIRS = st.lists(st.tuples(BITS, BITS), min_size=1, max_size=16)
@@ -24,6 +28,8 @@ JSON_VALUES = st.recursive(
     ),
     max_leaves=12,
 )
+# Only what these tests need: derandomize (and the rest) come from the loaded profile
+# (tests/conftest.py: "ci" when CI is set).
 FUZZ = settings(
     max_examples=150,
     deadline=None,
@@ -60,19 +66,11 @@ def _v2_accepts(value: Any) -> bool:
     return type(value) is list and len(_leaves(value)) == 2 and _are_bits(_leaves(value))
 
 
-def _service_error(response: Any, *statuses: int) -> None:
-    assert response.status_code in statuses, response.text
-    error = response.json()["error"]
-    assert set(error) == {"code", "message", "details"}
-    assert isinstance(error["code"], str) and isinstance(error["message"], str)
-    for detail in error["details"]:
-        assert set(detail) == {"loc", "msg"}
-
-
-def _protocol_error(response: Any) -> None:
-    assert response.status_code == 400, response.text
-    body = response.json()
-    assert set(body) == {"error"} and isinstance(body["error"], str) and body["error"]
+def test_the_fuzz_settings_keep_the_profiles_derandomization() -> None:
+    profile = hypothesis.settings.default
+    assert profile is not None
+    assert FUZZ.derandomize == profile.derandomize
+    assert FUZZ.database is None
 
 
 @FUZZ
@@ -123,7 +121,7 @@ def test_the_three_apis_agree_and_answer_xor(
 
 @FUZZ
 @given(value=JSON_VALUES)
-def test_anything_but_a_pair_in_place_of_the_bits_is_a_4xx(
+def test_anything_but_a_pair_is_refused_unless_a_protocol_documents_it(
     served_client: TestClient, value: Any
 ) -> None:
     if _is_valid_pair(value):
@@ -132,12 +130,12 @@ def test_anything_but_a_pair_in_place_of_the_bits_is_a_4xx(
     response = served_client.post(
         "/predict", content=body, headers={"Content-Type": "application/json"}
     )
-    _service_error(response, 422)
+    assert_service_error(response, 422)
     body = json.dumps({"instances": [[0, 1], value]})
     response = served_client.post(
         "/predict", content=body, headers={"Content-Type": "application/json"}
     )
-    _service_error(response, 422)
+    assert_service_error(response, 422)
     # What the protocols accept besides [0|1, 0|1] (0.0/1.0; nested OIP data) is answered.
     response = served_client.post(
         "/v1/models/xor:predict", content=json.dumps({"instances": [value]})
@@ -145,13 +143,13 @@ def test_anything_but_a_pair_in_place_of_the_bits_is_a_4xx(
     if _v1_accepts(value):
         assert response.status_code == 200, response.text
     else:
-        _protocol_error(response)
+        assert_protocol_error(response, 400)
     v2 = {"inputs": [{"name": "inputs", "shape": [1, 2], "datatype": "FP32", "data": value}]}
     response = served_client.post("/v2/models/xor/infer", content=json.dumps(v2))
     if _v2_accepts(value):
         assert response.status_code == 200, response.text
     else:
-        _protocol_error(response)
+        assert_protocol_error(response, 400)
 
 
 @pytest.mark.parametrize(
@@ -181,17 +179,19 @@ def test_what_only_the_protocols_accept_in_place_of_a_pair(
 
 @FUZZ
 @given(bit=JSON_VALUES)
-def test_anything_but_a_bit_is_a_4xx(served_client: TestClient, bit: Any) -> None:
+def test_anything_but_a_bit_is_refused_unless_tf_serving_documents_it(
+    served_client: TestClient, bit: Any
+) -> None:
     if type(bit) is int and bit in (0, 1):
         return
     response = served_client.post("/predict", json={"inputs": [0, bit]})
-    _service_error(response, 422)
+    assert_service_error(response, 422)
     v1_ok = type(bit) is float and bit in (0.0, 1.0)  # TF Serving takes 0.0/1.0 (documented)
     response = served_client.post("/v1/models/xor:predict", json={"instances": [[bit, 1]]})
     if v1_ok:
         assert response.status_code == 200
     else:
-        _protocol_error(response)
+        assert_protocol_error(response, 400)
 
 
 @FUZZ
@@ -199,27 +199,23 @@ def test_anything_but_a_bit_is_a_4xx(served_client: TestClient, bit: Any) -> Non
 def test_any_envelope_is_answered_with_a_2xx_or_a_4xx_in_shape(
     served_client: TestClient, document: Any
 ) -> None:
-    body = json.dumps(document)
-    response = served_client.post(
-        "/predict", content=body, headers={"Content-Type": "application/json"}
-    )
-    if response.status_code != 200:
-        _service_error(response, 400, 422)
-    for path in ("/v1/models/xor:predict", "/v2/models/xor/infer"):
-        response = served_client.post(path, content=body)
-        if response.status_code != 200:
-            _protocol_error(response)
+    _answered_or_refused_in_shape(served_client, json.dumps(document).encode())
 
 
 @FUZZ
 @given(raw=st.binary(max_size=64))
-def test_arbitrary_bytes_are_a_4xx_in_shape(served_client: TestClient, raw: bytes) -> None:
-    response = served_client.post(
-        "/predict", content=raw, headers={"Content-Type": "application/json"}
-    )
+def test_arbitrary_bytes_are_answered_or_refused_in_shape(
+    served_client: TestClient, raw: bytes
+) -> None:
+    _answered_or_refused_in_shape(served_client, raw)
+
+
+def _answered_or_refused_in_shape(client: TestClient, body: bytes) -> None:
+    """``body`` posted to each API is answered (200) or refused with a 4xx in its shape."""
+    response = client.post("/predict", content=body, headers={"Content-Type": "application/json"})
     if response.status_code != 200:
-        _service_error(response, 400, 422)
+        assert_service_error(response, 400, 422)
     for path in ("/v1/models/xor:predict", "/v2/models/xor/infer"):
-        response = served_client.post(path, content=raw)
+        response = client.post(path, content=body)
         if response.status_code != 200:
-            _protocol_error(response)
+            assert_protocol_error(response, 400)

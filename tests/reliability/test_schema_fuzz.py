@@ -33,8 +33,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.app.test_server_process import Server
 from tests.reliability.conftest import FIRST_VERSION
+from tests.support.server import Server
 
 pytestmark = pytest.mark.slow
 

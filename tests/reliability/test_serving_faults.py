@@ -20,10 +20,11 @@ import tensorflow as tf
 from fastapi.testclient import TestClient
 
 from app.config import Settings
+from app.lifecycle.store import ModelStore
 from app.main import create_app
-from app.model_store import ModelStore
-from tests.app.conftest import publish_copy, wait_for
-from training.export import SIGNATURE_KEY, ServingModule
+from tests.support.versions import publish_copy, save_module
+from tests.support.waiting import wait_for
+from training.export import ServingModule
 from training.model import build_model
 
 FIRST = 1000
@@ -63,7 +64,7 @@ def test_served_version_deleted_keeps_serving_and_says_so(
     serving: tuple[TestClient, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     client, model_dir = serving
-    caplog.set_level(logging.INFO, logger="app.model_store")
+    caplog.set_level(logging.INFO, logger="app.lifecycle.store")
     shutil.rmtree(model_dir / str(FIRST))
     wait_for(lambda: bool(_events(caplog, "model_files_missing")), timeout=10)
     _still_serving(client)
@@ -85,7 +86,7 @@ def test_served_version_corrupted_keeps_serving_and_says_so(
     serving: tuple[TestClient, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     client, model_dir = serving
-    caplog.set_level(logging.INFO, logger="app.model_store")
+    caplog.set_level(logging.INFO, logger="app.lifecycle.store")
     for file in (model_dir / str(FIRST) / "variables").iterdir():
         file.write_bytes(b"\0" * 64)
     (model_dir / str(FIRST) / "saved_model.pb").write_bytes(b"garbage")
@@ -100,13 +101,6 @@ def test_served_version_deleted_shows_in_metrics(serving: tuple[TestClient, Path
     wait_for(lambda: "xor_model_files_problem" in client.get("/metrics").text, timeout=1)
 
 
-def _save(module: tf.Module, path: Path, version: int, accuracy: float = 1.0) -> None:
-    tf.saved_model.save(module, str(path), signatures={SIGNATURE_KEY: module.serve})
-    (path / "assets.extra").mkdir()
-    document = {"model_version": version, "metrics": {"accuracy": accuracy}}
-    (path / "assets.extra" / "evaluation.json").write_text(json.dumps(document))
-
-
 class _WrongSignature(tf.Module):  # type: ignore[misc]
     @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="inputs")])  # type: ignore[untyped-decorator]
     def serve(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -114,13 +108,13 @@ class _WrongSignature(tf.Module):  # type: ignore[misc]
 
 
 def wrong_signature(staging: Path, version: int, trained: Path) -> None:
-    _save(_WrongSignature(), staging, version)
+    save_module(_WrongSignature(), staging, version)
 
 
 def nan_weights(staging: Path, version: int, trained: Path) -> None:
     model = build_model([10, 20, 10])
     model.set_weights([np.full(w.shape, np.nan, dtype=np.float32) for w in model.get_weights()])
-    _save(ServingModule(model), staging, version)
+    save_module(ServingModule(model), staging, version)
 
 
 def truncated_variables(staging: Path, version: int, trained: Path) -> None:

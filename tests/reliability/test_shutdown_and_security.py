@@ -19,9 +19,10 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from app.server import GracefulServer, accept_queued, guarded_httptools
-from tests.app.conftest import REPO, publish_copy
-from tests.app.test_server_process import start_server
+from app.server.uvicorn_hooks import GracefulServer, accept_queued, guarded_httptools
+from tests.support import REPO
+from tests.support.server import start_server
+from tests.support.versions import publish_copy
 
 pytestmark = pytest.mark.slow
 
@@ -209,8 +210,7 @@ def test_no_debug_endpoints(served_client: TestClient) -> None:
         for method in ("GET", "POST"):
             response = served_client.request(method, path)
             assert response.status_code == 404, (method, path)
-    assert served_client.app.debug is False  # type: ignore[attr-defined]
-    # A server error does not leak a traceback (no debug mode): see test_middleware.
+    # That a server error leaks no traceback: tests/app/server/test_middleware.py.
 
 
 def test_cors_is_off_by_default(served_client: TestClient) -> None:

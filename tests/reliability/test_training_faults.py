@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from app.model_store import find_versions, load_version
-from tests.app.conftest import REPO
+from app.lifecycle.discovery import find_versions
+from app.lifecycle.loading import load_version
+from tests.support import REPO
 from training.cli import main
 from training.export import TEMP_PREFIX, remove_stale_staging
 
@@ -47,17 +48,16 @@ def environment() -> dict[str, str]:
     return {**clean, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def train_briefly(model_dir: Path, export_dir: Path) -> subprocess.CompletedProcess[str]:
-    """Five steps in a subprocess, output captured; the exit code is the test's to check."""
+def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """``argv`` in the repository, output captured; the exit code is the test's to check."""
     return subprocess.run(
-        command(model_dir, export_dir, "--steps=5"),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=environment(),
-        timeout=120,
-        check=False,
+        argv, cwd=REPO, capture_output=True, text=True, env=environment(), timeout=120, check=False
     )
+
+
+def train_briefly(model_dir: Path, export_dir: Path) -> subprocess.CompletedProcess[str]:
+    """Five steps in a subprocess."""
+    return run(command(model_dir, export_dir, "--steps=5"))
 
 
 def newest_step(model_dir: Path) -> int:
@@ -155,14 +155,8 @@ def shared_tmp() -> Iterator[Path]:
 def run_as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
     if shutil.which("setpriv") is None:
         pytest.skip("setpriv is not installed")
-    return subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=environment(),
-        timeout=120,
-        check=False,
+    return run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", *args]
     )
 
 

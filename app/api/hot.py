@@ -1,0 +1,116 @@
+"""The prediction routes as a plain ASGI application in front of FastAPI.
+
+:class:`ServiceApp` is the service's ASGI application. A ``POST`` whose path matches one of the
+prediction routes (:class:`HotRoute`) goes straight to :class:`PredictionRoutes`, wrapped in the
+same middleware as the rest (request id, access log, metrics, body limit); every other request
+(documentation, health, metrics, model, 404, 405) and the lifespan go to FastAPI. The
+prediction routes are declared on FastAPI too, with the same handlers: that is what documents
+them in OpenAPI, and what answers them when the plain way is turned off. Why a way of its own:
+FastAPI's routing, exception middleware and dependency solving cost more than the rest of a
+prediction (bench/NOTES.md).
+
+Only the ASGI interface and Starlette's public ``Request``/``Response`` are used. Paths match as
+Starlette's default ``{name}`` parameters do (one path segment, no conversion).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI
+from starlette.datastructures import State
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.api.dependencies import Services
+from app.errors import ApiError
+
+Handler = Callable[[Request, Services], Awaitable[Response]]
+
+_PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def template_regex(template: str) -> re.Pattern[str]:
+    """The regex of a path template: each ``{name}`` one path segment, the rest literal."""
+    parts = _PARAMETER.split(template)
+    pattern = "".join(
+        re.escape(part) if index % 2 == 0 else f"(?P<{part}>[^/]+)"
+        for index, part in enumerate(parts)
+    )
+    return re.compile(f"^{pattern}$")
+
+
+@dataclass(frozen=True)
+class HotRoute:
+    """A ``POST`` prediction route: its path template (as declared on FastAPI), its handler,
+    and how its API renders an error."""
+
+    path: str
+    handler: Handler
+    render_error: Callable[[ApiError], Response]
+    regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "regex", template_regex(self.path))
+
+
+class PredictionRoutes:
+    """Pure ASGI app answering the :class:`HotRoute` requests :class:`ServiceApp` sends it."""
+
+    def __init__(self, routes: Sequence[HotRoute], services: Services) -> None:
+        self.routes = tuple(routes)
+        self.services = services
+
+    def route_for(self, method: str, path: str) -> tuple[HotRoute, dict[str, str]] | None:
+        """The route that answers ``method path``, with its path parameters, if any."""
+        if method != "POST":
+            return None
+        for route in self.routes:
+            match = route.regex.match(path)
+            if match is not None:
+                return route, match.groupdict()
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route: HotRoute = scope["route"]
+        request = Request(scope, receive, send)
+        try:
+            response = await route.handler(request, self.services)
+        except ApiError as exc:
+            response = route.render_error(exc)
+        await response(scope, receive, send)
+
+
+class ServiceApp:
+    """The service's ASGI application: see the module docstring.
+
+    ``api`` is the FastAPI application (routes, OpenAPI, lifespan, ``state``); ``predictions``
+    the prediction routes and ``plain`` the middleware-wrapped app that serves them, or None
+    when FastAPI answers everything.
+    """
+
+    def __init__(
+        self, api: FastAPI, predictions: PredictionRoutes | None, plain: ASGIApp | None
+    ) -> None:
+        self.api = api
+        self.predictions = predictions
+        self.plain = plain
+
+    @property
+    def state(self) -> State:
+        """FastAPI's application state (``state.services``: what the routes use)."""
+        return self.api.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.predictions is not None and self.plain is not None:
+            found = self.predictions.route_for(scope["method"], scope["path"])
+            if found is not None:
+                # As a router would: the matched route (its ``path`` labels the metrics) and the
+                # path parameters the handlers read from ``request.path_params``.
+                scope["route"], scope["path_params"] = found
+                await self.plain(scope, receive, send)
+                return
+        await self.api(scope, receive, send)

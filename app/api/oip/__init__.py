@@ -1,0 +1,1 @@
+"""The Open Inference Protocol (KServe / Triton) under /v2."""

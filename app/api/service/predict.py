@@ -1,0 +1,147 @@
+"""``POST /predict``: the service's own prediction API, read, validated and rendered here.
+
+``{"inputs": [0, 1]}`` (one pair) or ``{"instances": [[0, 1], ...]}`` (a batch), JSON integers
+0 and 1 only; the answer holds the version and one prediction per pair, in order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.api.dependencies import Services
+from app.api.jsonbody import decode_json
+from app.core.bits import (
+    Batch,
+    Pair,
+    describe_json_type,
+    pairs_batch,
+    raise_details,
+    validate_pair,
+    validate_pairs,
+)
+from app.core.prediction import ModelOutputs
+from app.core.rowgroups import group_rows
+from app.errors import Detail, UnsupportedMediaType
+
+_UTF8 = {"utf-8", "utf8"}
+_PREDICT_KEYS = ("inputs", "instances")
+
+
+def require_json(request: Request) -> None:
+    """415 unless Content-Type is application/json (parameters allowed, charset UTF-8 only)."""
+    raw = request.headers.get("content-type")
+    if raw is None:
+        raise UnsupportedMediaType("missing Content-Type; send application/json")
+    media_type, *parameters = raw.split(";")
+    if media_type.strip().lower() != "application/json":
+        raise UnsupportedMediaType(f"Content-Type {raw!r} is not supported; send application/json")
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in _UTF8:
+            raise UnsupportedMediaType(f"charset in {raw!r} is not supported; send UTF-8")
+
+
+async def read_predict_request(request: Request, max_batch_size: int) -> tuple[list[Pair], Batch]:
+    """The pairs of a ``/predict`` request, and their batch: body read, parsed and validated."""
+    require_json(request)
+    document = decode_json(await request.body())
+    pairs, single = parse_predict_request(document, max_batch_size)
+    if single:
+        batch = pairs_batch(pairs, where="inputs", loc=lambda _, j: f"inputs[{j}]", max_rows=1)
+    else:
+        batch = pairs_batch(
+            pairs,
+            where="instances",
+            loc=lambda i, j: f"instances[{i}][{j}]",
+            max_rows=max_batch_size,
+        )
+    return pairs, batch
+
+
+def parse_predict_request(document: Any, max_batch_size: int) -> tuple[list[Pair], bool]:
+    """The pairs of a ``/predict`` document and whether it was the single-pair form.
+
+    ``{"inputs": [0, 1]}`` or ``{"instances": [[0, 1], ...]}``: exactly one of the two keys.
+    """
+    if not isinstance(document, dict):
+        raise_details(
+            [Detail("body", f"must be a JSON object, got {describe_json_type(document)}")]
+        )
+    unknown = [key for key in document if key not in _PREDICT_KEYS]
+    if unknown:
+        raise_details(
+            [
+                Detail(
+                    key if len(key) <= 40 else key[:37] + "...",
+                    "unknown field; only 'inputs' or 'instances' are accepted",
+                )
+                for key in unknown
+            ]
+        )
+    present = [key for key in _PREDICT_KEYS if key in document]
+    if len(present) != 1:
+        problem = "has both" if present else "has neither"
+        raise_details([Detail("body", f"{problem} 'inputs' and 'instances'; give exactly one")])
+    if "inputs" in document:
+        return [validate_pair(document["inputs"], "inputs")], True
+    return validate_pairs(document["instances"], "instances", max_batch_size), False
+
+
+async def handle_predict(request: Request, services: Services) -> Response:
+    """Predict the XOR class of one pair (`inputs`) or a batch (`instances`), in one call."""
+    pairs, batch = await read_predict_request(request, services.settings.max_batch_size)
+    model = services.prediction.model()
+    outputs = await services.prediction.predict_async(batch, model)
+    return Response(render_predict_response(pairs, batch, outputs), media_type="application/json")
+
+
+# From this many pairs on, a response is encoded once per distinct row, not once per row.
+GROUPED_RENDERING_FROM = 64
+
+
+def render_predict_response(pairs: list[Pair], batch: Batch, outputs: ModelOutputs) -> bytes:
+    """The JSON of a /predict response: the version and one prediction per pair, in order.
+
+    A large batch repeats the same few rows (at most 4 distinct pairs), so each distinct row
+    (same pair, class and probabilities, compared bytewise) is encoded once and the body is
+    joined from those: the same bytes as encoding every row, for a fraction of the work
+    (bench/NOTES.md).
+    """
+    class_ids = outputs["class_ids"]
+    probabilities = outputs["probabilities"]
+    groups = None
+    if len(pairs) >= GROUPED_RENDERING_FROM:
+        groups = group_rows(batch.features, class_ids, probabilities)
+    if groups is None:
+        predictions = [
+            _prediction(pair, class_id, probability)
+            for pair, class_id, probability in zip(
+                pairs,
+                class_ids.reshape(-1).tolist(),
+                probabilities.tolist(),  # float32 -> the same Python floats as via float64
+                strict=True,
+            )
+        ]
+        return orjson.dumps({"model_version": outputs.model_version, "predictions": predictions})
+    encoded = np.empty(len(groups.first), dtype=object)
+    for group, row in enumerate(groups.first.tolist()):
+        encoded[group] = orjson.dumps(
+            _prediction(
+                pairs[row],
+                int(class_ids[row, 0]),
+                probabilities[row].tolist(),
+            )
+        )
+    # '{"model_version":3,"predictions":[' + the rows + ']}'
+    head = orjson.dumps({"model_version": outputs.model_version, "predictions": []})[:-2]
+    return head + b",".join(encoded[groups.inverse].tolist()) + b"]}"
+
+
+def _prediction(pair: Pair, class_id: int, probabilities: list[float]) -> dict[str, Any]:
+    # The pair tuple is encoded as a JSON array: no list per row (bench/NOTES.md).
+    return {"inputs": pair, "class_id": class_id, "probabilities": probabilities}

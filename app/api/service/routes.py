@@ -1,0 +1,152 @@
+"""The service's own API: ``/predict``, ``/health``, ``/metrics`` and ``/model``.
+
+Errors on these routes (and on any path no other API owns) are answered in the service's
+error shape (``app.api.service.errors``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from app.api.common import json_response
+from app.api.dependencies import ServicesDep
+from app.api.hot import HotRoute
+from app.api.service.errors import render_service_error
+from app.api.service.predict import handle_predict
+from app.api.service.schemas import (
+    PREDICT_REQUEST_BODY,
+    HealthOk,
+    HealthUnavailable,
+    Liveness,
+    MetricsJson,
+    ModelInfo,
+    PredictResponse,
+    error_responses,
+)
+from app.metrics import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
+
+router = APIRouter()
+
+HOT_ROUTES = (HotRoute("/predict", handle_predict, render_service_error),)
+
+
+@router.post(
+    "/predict",
+    summary="Predict the XOR class of one pair or a batch of pairs",
+    response_model=PredictResponse,
+    responses=error_responses(400, 413, 415, 422, 500, 503),
+    openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
+    tags=["prediction"],
+)
+async def predict(request: Request, services: ServicesDep) -> Response:
+    """Predict the XOR class of one pair (`inputs`) or a batch (`instances`), in one call."""
+    return await handle_predict(request, services)
+
+
+_READINESS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": HealthOk, "description": "A model is loaded and warmed up"},
+    503: {"model": HealthUnavailable, "description": "No model is loaded; `reason` says why"},
+}
+
+
+def _readiness(services: ServicesDep) -> Response:
+    model = services.store.current
+    if model is None:
+        body = {"status": "unavailable", "reason": services.store.unavailable_reason}
+        return json_response(body, status=503)
+    return json_response(
+        {"status": "ok", "model_version": model.version, "loaded_at": model.loaded_at_text}
+    )
+
+
+@router.get(
+    "/health",
+    summary="Readiness (same as /health/ready)",
+    response_model=HealthOk,
+    responses=_READINESS_RESPONSES,
+    tags=["health"],
+)
+async def health(services: ServicesDep) -> Response:
+    """200 only while a model is loaded and warmed up; 503 with the reason otherwise."""
+    return _readiness(services)
+
+
+@router.get(
+    "/health/ready",
+    summary="Readiness",
+    response_model=HealthOk,
+    responses=_READINESS_RESPONSES,
+    tags=["health"],
+)
+async def health_ready(services: ServicesDep) -> Response:
+    """200 only while a model is loaded and warmed up; 503 with the reason otherwise."""
+    return _readiness(services)
+
+
+@router.get("/health/live", summary="Liveness", response_model=Liveness, tags=["health"])
+async def health_live() -> Response:
+    """200 while the process serves HTTP, loaded model or not."""
+    return json_response({"status": "ok"})
+
+
+def _wants_json(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return any(
+        part.split(";")[0].strip().lower() == "application/json" for part in accept.split(",")
+    )
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics; the served model's evaluation as JSON on request",
+    response_model=MetricsJson,
+    responses={
+        200: {
+            "description": "Prometheus text format; with `Accept: application/json`, the "
+            "served version's evaluation",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        **error_responses(503),
+    },
+    tags=["operations"],
+)
+async def metrics(request: Request, services: ServicesDep) -> Response:
+    """Prometheus text, or with `Accept: application/json` the served version's evaluation."""
+    if not _wants_json(request):
+        exposition = await run_in_threadpool(services.metrics.exposition)
+        return Response(exposition, media_type=PROMETHEUS_CONTENT_TYPE)
+    model = services.prediction.model()
+    return json_response(
+        {
+            "model_version": model.version,
+            "evaluated_at": model.evaluation.get("evaluated_at"),
+            "evaluation": model.metrics,
+        }
+    )
+
+
+@router.get(
+    "/model",
+    summary="The served model: version, signature and evaluation",
+    response_model=ModelInfo,
+    responses=error_responses(503),
+    tags=["operations"],
+)
+async def model_info(services: ServicesDep) -> Response:
+    """The served version, its path, signature and its whole evaluation.json."""
+    model = services.prediction.model()
+    return json_response(
+        {
+            "model_version": model.version,
+            "path": str(model.path),
+            "loaded_at": model.loaded_at_text,
+            "load_seconds": round(model.load_seconds, 6),
+            "signature": dataclasses.asdict(model.signature_info),
+            "evaluation": model.evaluation,
+        }
+    )

@@ -1,0 +1,1 @@
+"""The prediction core, without HTTP: bit validation, the prediction service, batching."""

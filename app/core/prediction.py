@@ -1,0 +1,130 @@
+"""The prediction core: runs validated batches through the served or a pinned version.
+
+Independent of HTTP and shared by every API: each turns its wire format into a
+:class:`~app.core.bits.Batch`, :meth:`PredictionService.predict_async` runs it and returns all
+five signature outputs, which each API renders in its own format. :class:`PredictionService`
+is the only caller of the model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from app.core.bits import Batch
+from app.errors import ModelUnavailable, VersionNotLoaded
+
+if TYPE_CHECKING:
+    from app.core.batching import MicroBatcher
+    from app.lifecycle.loading import LoadedModel
+    from app.metrics import Metrics
+
+OUTPUT_NAMES = ("logits", "logistic", "probabilities", "class_ids", "classes")
+
+Outputs = Mapping[str, npt.NDArray[Any]]
+# How a batch's features reach a loaded model: ``LoadedModel.run`` unless the app is built with
+# another (the benchmark's ceiling answers a constant to measure everything but the model).
+ModelCall = Callable[["LoadedModel", npt.NDArray[np.float32]], Outputs]
+
+
+def call_model(model: LoadedModel, features: npt.NDArray[np.float32]) -> Outputs:
+    """The default :data:`ModelCall`: the loaded version's serving signature."""
+    return model.run(features)
+
+
+@dataclass(frozen=True)
+class ModelOutputs:
+    """All five signature outputs of one batch, row i answering the batch's row i."""
+
+    model_version: int
+    tensors: Mapping[str, npt.NDArray[Any]]
+
+    def __getitem__(self, name: str) -> npt.NDArray[Any]:
+        return self.tensors[name]
+
+
+class ModelSource(Protocol):
+    """Where the loaded models come from (the model store)."""
+
+    @property
+    def current(self) -> LoadedModel | None: ...
+
+    @property
+    def loaded(self) -> tuple[LoadedModel, ...]: ...
+
+    def get(self, version: int) -> LoadedModel | None: ...
+
+    @property
+    def unavailable_reason(self) -> str: ...
+
+
+class PredictionService:
+    """Runs batches through a loaded version, each batch in one signature call."""
+
+    def __init__(
+        self,
+        source: ModelSource,
+        *,
+        metrics: Metrics | None = None,
+        retry_after_seconds: int = 1,
+        batcher: MicroBatcher | None = None,
+        model_call: ModelCall = call_model,
+    ) -> None:
+        self._source = source
+        self._call = model_call
+        self._metrics = metrics
+        self._retry_after = str(max(1, retry_after_seconds))
+        self._batcher = batcher
+
+    def model(self, version: int | None = None) -> LoadedModel:
+        """The served model, or the loaded ``version``; read once, so a request finishes on it.
+
+        ModelUnavailable (503) while nothing is loaded, VersionNotLoaded (404) for a version
+        outside the loaded window.
+        """
+        model = self._source.current
+        if model is None:
+            raise ModelUnavailable(
+                f"no model is loaded: {self._source.unavailable_reason}",
+                headers={"Retry-After": self._retry_after},
+            )
+        if version is None:
+            return model
+        pinned = self._source.get(version)
+        if pinned is None:
+            loaded = ", ".join(str(m.version) for m in self._source.loaded)
+            raise VersionNotLoaded(f"version {version} is not loaded (loaded versions: {loaded})")
+        return pinned
+
+    async def predict_async(self, batch: Batch, model: LoadedModel | None = None) -> ModelOutputs:
+        """:meth:`predict` for async callers, micro-batched with concurrent requests.
+
+        Without a batcher, on the event loop, as the batcher's calls are (``app.core.batching``
+        says why).
+        """
+        model = model if model is not None else self.model()
+        if self._batcher is not None:
+            return self._result(batch, model, await self._batcher.run(model, batch.features))
+        return self.predict(batch, model)
+
+    def predict(self, batch: Batch, model: LoadedModel | None = None) -> ModelOutputs:
+        """All five outputs for ``batch``, in order, from one signature call (blocking)."""
+        model = model if model is not None else self.model()
+        started = time.perf_counter()
+        outputs = self._call(model, batch.features)
+        if self._metrics is not None:
+            self._metrics.model_call_finished(time.perf_counter() - started)
+        return self._result(batch, model, outputs)
+
+    def _result(self, batch: Batch, model: LoadedModel, outputs: Outputs) -> ModelOutputs:
+        if self._metrics is not None:
+            ones = int(np.count_nonzero(outputs["class_ids"]))
+            self._metrics.predicted({0: len(batch) - ones, 1: ones}, len(batch))
+        return ModelOutputs(
+            model_version=model.version, tensors={name: outputs[name] for name in OUTPUT_NAMES}
+        )

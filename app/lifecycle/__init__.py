@@ -1,0 +1,1 @@
+"""The model lifecycle: discovery of versions, loading and checking them, the store."""

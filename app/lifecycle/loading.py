@@ -1,0 +1,196 @@
+"""Loading one version: evaluation.json, the SavedModel, its signature, a warm-up call.
+
+A version is served only after all of these passed (in the store's background thread):
+
+1. ``assets.extra/evaluation.json`` is an object whose ``model_version`` is the directory's
+   number and whose ``metrics.accuracy`` is a finite number, at least the serving gate;
+2. ``tf.saved_model.load`` (plain TensorFlow: no Keras, no project code) succeeds;
+3. its ``serving_default`` signature is the contract's (``app.lifecycle.signature``);
+4. a warm-up call on the four XOR pairs returns finite, well-shaped outputs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2
+
+from app.core.rowgroups import group_rows
+from app.errors import ModelLoadError
+from app.lifecycle.signature import (
+    EXPECTED_OUTPUTS,
+    INPUT_NAME,
+    SIGNATURE_KEY,
+    SignatureInfo,
+    check_signature,
+    read_signature_defs,
+)
+
+EVALUATION_FILE = Path("assets.extra") / "evaluation.json"
+WARMUP_INPUTS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
+
+
+class LoadedModel:
+    """One loaded, checked and warmed-up version; immutable, and usable from any thread.
+
+    Self-contained, so several versions can be held at once (version pinning).
+    """
+
+    def __init__(
+        self,
+        *,
+        version: int,
+        path: Path,
+        root: Any,
+        signature: Any,
+        signature_info: SignatureInfo,
+        signature_defs: Mapping[str, meta_graph_pb2.SignatureDef],
+        evaluation: dict[str, Any],
+        load_seconds: float,
+    ) -> None:
+        self.version = version
+        self.path = path
+        # The loaded object owns the variables the signature reads: keep it alive.
+        self._root = root
+        self._signature = signature
+        self.signature_info = signature_info
+        # The SavedModel's SignatureDefs (protobuf), for protocols that describe a model by them.
+        self.signature_defs = signature_defs
+        self.evaluation = evaluation
+        self.load_seconds = load_seconds
+        self.loaded_at = dt.datetime.now(dt.UTC)
+
+    @property
+    def loaded_at_text(self) -> str:
+        return self.loaded_at.strftime("%Y-%m-%dT%H:%M:%S.") + (
+            f"{self.loaded_at.microsecond // 1000:03d}Z"
+        )
+
+    @property
+    def metrics(self) -> dict[str, float | int]:
+        """The evaluation's numeric metrics, as written (global_step stays an integer)."""
+        return _numeric_metrics(self.evaluation["metrics"])
+
+    def run(self, features: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[Any]]:
+        """The serving signature's outputs for a float32 [n, 2] batch, row i answering row i.
+
+        One signature call on the batch's distinct rows; a repeated row shares the outputs of
+        its first occurrence. The model is a pure function of a row, so nothing changes but
+        the cost: a batch of bits has at most 4 distinct rows, and a 10,000-pair request is a
+        4-row call, not a 10,000-row one (whose string output alone is 10,000 Python objects),
+        and equal pairs of a batch get bit-identical answers. (A row's last float bit may
+        still depend on how many rows the call had, as matrix kernels round by batch shape.)
+        """
+        groups = group_rows(features)
+        rows = features if groups is None else features[groups.first]
+        outputs = self._signature(**{INPUT_NAME: tf.constant(rows, dtype=tf.float32)})
+        if groups is None:
+            return {name: tensor.numpy() for name, tensor in outputs.items()}
+        return {name: tensor.numpy()[groups.inverse] for name, tensor in outputs.items()}
+
+
+def _numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float | int]:
+    return {
+        name: value
+        for name, value in metrics.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+
+
+def read_evaluation(path: Path, version: int, min_accuracy: float = 0.0) -> dict[str, Any]:
+    """The version's evaluation.json, checked: model_version matches, accuracy is a number
+    of at least ``min_accuracy`` (the serving gate)."""
+    file = path / EVALUATION_FILE
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"{file}: missing") from exc
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelLoadError(f"{file}: unreadable: {exc}") from exc
+    if not isinstance(document, dict):
+        raise ModelLoadError(f"{file}: must be a JSON object")
+    declared = document.get("model_version")
+    if type(declared) is not int or declared != version:
+        raise ModelLoadError(
+            f"{file}: model_version is {declared!r}, but the directory is version {version}"
+        )
+    metrics = document.get("metrics")
+    if not isinstance(metrics, dict):
+        raise ModelLoadError(f"{file}: 'metrics' must be an object")
+    accuracy = metrics.get("accuracy")
+    if (
+        not isinstance(accuracy, int | float)
+        or isinstance(accuracy, bool)
+        or not math.isfinite(accuracy)
+    ):
+        raise ModelLoadError(f"{file}: metrics.accuracy must be a number, got {accuracy!r}")
+    if accuracy < min_accuracy:
+        raise ModelLoadError(
+            f"{file}: accuracy {accuracy} is below the serving gate "
+            f"(min_accuracy {min_accuracy}): refused"
+        )
+    return document
+
+
+def warm_up(model: LoadedModel) -> None:
+    """Run the four XOR pairs once: outputs must be finite and shaped as the contract says."""
+    try:
+        outputs = model.run(WARMUP_INPUTS)
+    except Exception as exc:
+        raise ModelLoadError(f"{model.path}: warm-up call failed: {exc}") from exc
+    rows = len(WARMUP_INPUTS)
+    for name, (_, shape) in EXPECTED_OUTPUTS.items():
+        expected = (rows, *shape[1:])
+        if outputs[name].shape != expected:
+            raise ModelLoadError(
+                f"{model.path}: warm-up output {name!r} has shape {outputs[name].shape}, "
+                f"expected {expected}"
+            )
+    for name in ("logits", "logistic", "probabilities"):
+        if not np.all(np.isfinite(outputs[name])):
+            raise ModelLoadError(f"{model.path}: warm-up output {name!r} is not finite")
+    if not np.allclose(outputs["probabilities"].sum(axis=1), 1.0, atol=1e-3):
+        raise ModelLoadError(f"{model.path}: warm-up probabilities do not sum to 1")
+    if not np.all(np.isin(outputs["class_ids"], (0, 1))):
+        raise ModelLoadError(f"{model.path}: warm-up class_ids are not 0 or 1")
+
+
+def load_version(path: Path, version: int, min_accuracy: float = 0.0) -> LoadedModel:
+    """Load, check and warm up one version directory, or raise ModelLoadError.
+
+    A version whose evaluated accuracy is below ``min_accuracy`` is refused before TensorFlow
+    loads anything.
+    """
+    start = time.perf_counter()
+    evaluation = read_evaluation(path, version, min_accuracy)
+    try:
+        root = tf.saved_model.load(str(path))
+    except Exception as exc:
+        raise ModelLoadError(f"{path}: not a loadable SavedModel: {exc}") from exc
+    signatures = getattr(root, "signatures", {})
+    if SIGNATURE_KEY not in signatures:
+        raise ModelLoadError(f"{path}: no {SIGNATURE_KEY!r} signature (has {sorted(signatures)})")
+    signature = signatures[SIGNATURE_KEY]
+    info = check_signature(signature, path)
+    model = LoadedModel(
+        version=version,
+        path=path,
+        root=root,
+        signature=signature,
+        signature_info=info,
+        signature_defs=read_signature_defs(path),
+        evaluation=evaluation,
+        load_seconds=0.0,
+    )
+    warm_up(model)
+    model.load_seconds = time.perf_counter() - start
+    return model

@@ -1,0 +1,1 @@
+"""Serving over HTTP: the uvicorn runner, its few overrides, middleware and logging."""

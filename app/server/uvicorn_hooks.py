@@ -1,0 +1,189 @@
+"""The only places that override uvicorn: what it has no public setting or hook for.
+
+- :func:`guarded_httptools`: uvicorn's httptools protocol with a read deadline per request
+  and a cap on header bytes (uvicorn has neither setting, and httptools' own header limit
+  cannot be changed), and a shutdown that lets a connection finish a request it has started
+  sending.
+- :class:`GracefulServer`: at shutdown, the connections already in the listeners' accept queue
+  are taken over and served; uvicorn closes the listeners, which resets them.
+
+Both lean on uvicorn's internals (the protocol's ``cycle``, ``transport`` and ``loop``, its
+callbacks, the protocol's constructor arguments, ``Server.shutdown``), checked against
+uvicorn 0.54 (the range ``pyproject.toml`` allows). ``tests/app/server/test_uvicorn_hooks.py``
+fails, naming the hook, if any of them changes shape in another uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from typing import Protocol, cast
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger(__name__)
+
+# At shutdown, how long a just-accepted connection that has sent nothing yet may take to start
+# its request (its bytes are usually already on the wire).
+SHUTDOWN_FIRST_BYTE_GRACE = 1.0
+
+
+def guarded_httptools(read_timeout: float, max_header_bytes: int) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol with the two limits it lacks: a read deadline and a cap
+    on header bytes, so slow or oversized clients cannot hold connections or memory.
+
+    - A request must arrive whole (headers and body) within ``read_timeout`` seconds of its
+      first byte (of the connection, for a new one): otherwise 408 while the headers are
+      incomplete, or the connection is closed (the app sees a disconnect).
+    - More than ``max_header_bytes`` received before the headers end: 431, connection closed.
+    Idle keep-alive connections stay uvicorn's business (``timeout_keep_alive``).
+
+    At shutdown uvicorn closes every connection without a request in progress. That loses a
+    request whose connection was accepted just before the signal but whose bytes were still on
+    their way (the client sees the server disconnect without a response). Here a connection
+    that never had a request, or is part-way through receiving one, is let finish that request
+    (answered with ``connection: close``); one that sent nothing gets ``SHUTDOWN_FIRST_BYTE_GRACE``
+    seconds to start. Idle keep-alive connections are closed at once, as uvicorn does.
+    """
+
+    first_byte_grace = min(read_timeout, SHUTDOWN_FIRST_BYTE_GRACE)
+
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+        _read_deadline: asyncio.TimerHandle | None = None
+        _reading_headers = True
+        _header_bytes = 0
+        _draining = False  # the server is shutting down: this connection serves one last request
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if self._reading_headers:
+                self._header_bytes += len(data)
+            super().data_received(data)
+            if self._reading_headers and self._header_bytes > max_header_bytes:
+                self._refuse(b"431 Request Header Fields Too Large", "headers too large")
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._reading_headers = False
+            super().on_headers_complete()
+            if self._draining and self.cycle is not None:
+                self.cycle.keep_alive = False
+
+        def shutdown(self) -> None:
+            idle = self.cycle is None or self.cycle.response_complete
+            fresh = self.cycle is None
+            if not idle or not (fresh or self._header_bytes > 0):
+                super().shutdown()  # a response in progress, or an idle keep-alive connection
+                return
+            self._draining = True
+            if self._header_bytes == 0:
+                self._arm(first_byte_grace)
+
+        def on_message_complete(self) -> None:
+            self._disarm()
+            self._reading_headers, self._header_bytes = True, 0
+            super().on_message_complete()
+
+        def _arm(self, seconds: float = read_timeout) -> None:
+            self._disarm()
+            self._read_deadline = self.loop.call_later(seconds, self._timed_out)
+
+        def _disarm(self) -> None:
+            if self._read_deadline is not None:
+                self._read_deadline.cancel()
+                self._read_deadline = None
+
+        def _timed_out(self) -> None:
+            self._read_deadline = None
+            if self._reading_headers:
+                self._refuse(b"408 Request Timeout", "request not received in time")
+            elif not self.transport.is_closing():
+                log.warning(
+                    "closing a connection whose request body stalled",
+                    extra={"event": "request_timeout"},
+                )
+                self.transport.close()
+
+        def _refuse(self, status: bytes, why: str) -> None:
+            if self.transport.is_closing():
+                return
+            log.warning("refusing a request: %s", why, extra={"event": "request_refused"})
+            self.transport.write(
+                b"HTTP/1.1 " + status + b"\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            )
+            self.transport.close()
+
+    return GuardedHttpToolsProtocol
+
+
+class _ShutsDown(Protocol):
+    def shutdown(self) -> None: ...
+
+
+def accept_queued(listener: socket.socket, limit: int = 4096) -> list[socket.socket]:
+    """Accept, without blocking, the connections waiting in ``listener``'s accept queue."""
+    accepted: list[socket.socket] = []
+    # A duplicate of the descriptor: the event loop owns ``listener`` (uvloop's is a stand-in).
+    with socket.socket(fileno=os.dup(listener.fileno())) as duplicate:
+        duplicate.setblocking(False)
+        while len(accepted) < limit:
+            try:
+                connection, _ = duplicate.accept()
+            except OSError:  # BlockingIOError: the queue is empty
+                break
+            connection.setblocking(False)
+            accepted.append(connection)
+    return accepted
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, but connections waiting in the listeners' accept queue at shutdown
+    are served, not reset."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's shutdown, but the connections the kernel has already accepted on the
+        listeners (its accept queue) are taken over first: closing a listener resets them,
+        and their clients may well have sent a request by then."""
+        queued = [
+            connection
+            for server in self.servers
+            for listener in server.sockets or ()
+            for connection in accept_queued(listener)
+        ]
+        for server in self.servers:
+            server.close()  # uvicorn closes them again: a no-op
+        loop = asyncio.get_running_loop()
+        for connection in queued:
+            try:
+                _, protocol = await loop.connect_accepted_socket(self._new_protocol, connection)
+            except OSError:
+                connection.close()
+                continue
+            # Shutting down from its start: it serves its one request with connection: close.
+            cast(_ShutsDown, protocol).shutdown()
+        if queued:
+            log.info(
+                "took over %d queued connections at shutdown",
+                len(queued),
+                extra={"event": "shutdown_queued_connections", "count": len(queued)},
+            )
+        await super().shutdown(sockets)
+
+    def _new_protocol(self) -> asyncio.Protocol:
+        protocol: asyncio.Protocol = self.config.http_protocol_class(  # type: ignore[call-arg]
+            config=self.config, server_state=self.server_state, app_state=self.lifespan.state
+        )
+        return protocol

@@ -1,0 +1,103 @@
+"""The uvicorn internals that ``app.server.uvicorn_hooks`` overrides keep the shape it expects.
+
+A failure here after a uvicorn upgrade names the hook that must be checked against the new
+uvicorn (and the reason it exists) before the upper bound in pyproject.toml is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.server import ServerState
+
+from app.server.uvicorn_hooks import GracefulServer, guarded_httptools
+
+READ_GUARD = "guarded_httptools (read deadline, header cap, draining at shutdown)"
+TAKEOVER = "GracefulServer.shutdown (serving the accept queue at shutdown)"
+
+
+def _parameters(function: Callable[..., Any]) -> list[str]:
+    return list(inspect.signature(function).parameters)
+
+
+@pytest.mark.parametrize(
+    ("callback", "parameters"),
+    [
+        ("connection_made", ["self", "transport"]),
+        ("connection_lost", ["self", "exc"]),
+        ("data_received", ["self", "data"]),
+        ("on_message_begin", ["self"]),
+        ("on_headers_complete", ["self"]),
+        ("on_message_complete", ["self"]),
+        ("shutdown", ["self"]),
+    ],
+)
+def test_the_protocol_callbacks_the_guard_extends_keep_their_shape(
+    callback: str, parameters: list[str]
+) -> None:
+    method = getattr(HttpToolsProtocol, callback, None)
+    assert callable(method), f"uvicorn's HttpToolsProtocol lost {callback}(): {READ_GUARD}"
+    assert _parameters(method) == parameters, (
+        f"HttpToolsProtocol.{callback} now takes {_parameters(method)}: {READ_GUARD}"
+    )
+
+
+async def _app(scope: Any, receive: Any, send: Any) -> None:  # never called
+    raise AssertionError
+
+
+def test_a_protocol_holds_the_state_the_guard_reads() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        protocol_class = guarded_httptools(read_timeout=1.0, max_header_bytes=100)
+        protocol = protocol_class(
+            config=uvicorn.Config(_app), server_state=ServerState(), app_state={}, _loop=loop
+        )
+        assert isinstance(protocol, HttpToolsProtocol)
+        assert protocol.loop is loop, f"the protocol keeps no event loop in .loop: {READ_GUARD}"
+        # Read from the instance's dict: uvicorn types .cycle as never None, yet starts it so.
+        assert vars(protocol).get("cycle", "missing") is None, (
+            f"a new protocol does not start with .cycle None: {READ_GUARD}"
+        )
+    finally:
+        loop.close()
+    cycle_source = inspect.getsource(RequestResponseCycle.__init__)
+    for attribute in ("self.keep_alive", "self.response_complete"):
+        assert attribute in cycle_source, (
+            f"RequestResponseCycle no longer sets {attribute}: {READ_GUARD}"
+        )
+
+
+def test_protocols_are_built_with_the_arguments_the_takeover_passes() -> None:
+    assert _parameters(HttpToolsProtocol.__init__)[:4] == [
+        "self",
+        "config",
+        "server_state",
+        "app_state",
+    ], f"HttpToolsProtocol's constructor changed: {TAKEOVER} builds protocols as uvicorn does"
+    startup = inspect.getsource(uvicorn.Server.startup)
+    for argument in ("config=config", "server_state=self.server_state", "self.lifespan.state"):
+        assert argument in startup, (
+            f"uvicorn's Server.startup no longer builds protocols with {argument}: {TAKEOVER}"
+        )
+
+
+def test_the_server_shutdown_the_takeover_extends_keeps_its_shape() -> None:
+    assert _parameters(uvicorn.Server.shutdown) == ["self", "sockets"], TAKEOVER
+    assert inspect.iscoroutinefunction(uvicorn.Server.shutdown), TAKEOVER
+    assert "self.servers" in inspect.getsource(uvicorn.Server.startup), (
+        f"uvicorn's Server keeps its listening servers elsewhere than .servers: {TAKEOVER}"
+    )
+    # Exactly one method of uvicorn's Server is overridden (and one private helper added).
+    overridden = {
+        name
+        for name, value in vars(GracefulServer).items()
+        if callable(value) and not name.startswith("__")
+    }
+    assert overridden == {"shutdown", "_new_protocol"}
