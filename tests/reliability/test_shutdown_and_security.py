@@ -23,6 +23,7 @@ from app.server.uvicorn_hooks import GracefulServer, accept_queued, guarded_http
 from tests.support import REPO
 from tests.support.server import start_server
 from tests.support.versions import publish_copy
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +64,14 @@ def test_sigterm_under_load_completes_every_accepted_request(
     threads = [threading.Thread(target=load) for _ in range(8)]
     for thread in threads:
         thread.start()
-    time.sleep(1.5)
+    # The signal must come under real load: wait (bounded) for requests to flow, rather than a
+    # fixed time, which a busy machine can make too short (CI saw 11 answers in 1.5 s).
+    try:
+        wait_for(lambda: len(completed) > 20, timeout=60, what="20 answers before SIGTERM")
+    except BaseException:
+        stop.set()
+        server.process.kill()
+        raise
     before = len(completed)
     server.process.send_signal(signal.SIGTERM)
     exit_code = server.process.wait(timeout=20)
