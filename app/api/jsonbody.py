@@ -1,12 +1,15 @@
 """Strict JSON decoding of request bodies (shared by every JSON endpoint).
 
 Python's ``json`` is lenient where a server must not be: it accepts ``NaN``/``Infinity``,
-silently keeps the last of duplicate keys, and raises RecursionError on deep nesting.
+silently keeps the last of duplicate keys, and raises RecursionError on deep nesting. How deep
+it goes depends on the stack it is called on, so whatever reads a decoded document must not
+recurse over it (``app.core.bits.json_excerpt``, the OIP codec's walks).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any, NoReturn
 
 from app.errors import MalformedRequest
@@ -46,4 +49,7 @@ def decode_json(body: bytes) -> Any:
     except RecursionError as exc:
         raise MalformedRequest("request body is not valid JSON: nested too deeply") from exc
     except ValueError as exc:  # NaN/Infinity, duplicate keys, integers with too many digits
-        raise MalformedRequest(f"request body is not valid JSON: {exc}") from exc
+        problem = str(exc)
+        if "integer string conversion" in problem:  # the interpreter's advice is not the client's
+            problem = f"a number has more than {sys.get_int_max_str_digits()} digits"
+        raise MalformedRequest(f"request body is not valid JSON: {problem}") from exc

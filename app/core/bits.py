@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -39,9 +39,75 @@ class Batch:
         return int(self.features.shape[0])
 
 
-def _json_text(value: Any) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+EXCERPT_CHARS = 40
+_END = object()
+
+
+def json_excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
+    """``value`` as the JSON text a message quotes, cut to ``limit`` characters.
+
+    Written without recursion and only as far as it is shown: a decoded request value may be
+    nested as deep as the decoder allowed (deeper than the interpreter's recursion limit leaves
+    room for in a handler) or megabytes long. An integer too long to show keeps its digit count.
+    """
+    if type(value) is int:
+        text = str(value)
+        if len(text) > limit:
+            digits = len(text.lstrip("-"))
+            return f"{text[: limit // 2]}... ({digits} digits)"
+        return text
+    text = ""
+    for piece in _json_pieces(value, limit):
+        text += piece
+        if len(text) > limit:
+            return text[: limit - 3] + "..."
+    return text
+
+
+def _json_pieces(value: Any, limit: int) -> Iterator[str]:
+    """The JSON text of a decoded value in pieces, depth first, with an explicit stack."""
+    open_: list[tuple[Iterator[Any], bool]] = []  # each open array or object: items, is object
+    while True:
+        opened = True  # the next item is the first of the array or object just opened
+        if type(value) is list:
+            yield "["
+            open_.append((iter(value), False))
+        elif isinstance(value, dict):
+            yield "{"
+            open_.append((iter(value.items()), True))
+        else:
+            opened = False
+            # A string is cut first (quoted, it is longer than shown anyway); a number has at
+            # most the decoder's few thousand digits.
+            yield json.dumps(value[:limit] if type(value) is str else value)
+        while open_:
+            items, is_object = open_[-1]
+            item: Any = next(items, _END)
+            if item is not _END:
+                break
+            open_.pop()
+            opened = False
+            yield "}" if is_object else "]"
+        else:
+            return
+        if not opened:
+            yield ", "
+        if is_object:
+            key, value = item
+            yield json.dumps(key[:limit]) + ": "
+        else:
+            value = item
+
+
+def string_at(value: Any, loc: str) -> str:
+    """``value`` if it is a string, else InvalidInput at ``loc``.
+
+    For the names a request gives (datatype, input, output, signature): they are compared and
+    looked up, and any JSON value may come in their place (a list or object is unhashable).
+    """
+    if type(value) is not str:
+        invalid(loc, f"must be a string, got {describe_json_type(value)}")
+    return value
 
 
 def describe_json_type(value: Any) -> str:
@@ -60,10 +126,10 @@ def describe_json_type(value: Any) -> str:
 
 def _bit_problem(value: Any) -> str | None:
     if type(value) is int:
-        return None if value in (0, 1) else f"must be 0 or 1, got {value}"
+        return None if value in (0, 1) else f"must be 0 or 1, got {json_excerpt(value)}"
     if isinstance(value, float) and not math.isfinite(value):
         return f"must be the integer 0 or 1, got a number out of range ({value})"
-    return f"must be the integer 0 or 1, got {_json_text(value)} ({describe_json_type(value)})"
+    return f"must be the integer 0 or 1, got {json_excerpt(value)} ({describe_json_type(value)})"
 
 
 def _pair_problems(value: Any, loc: str) -> list[Detail]:

@@ -17,10 +17,27 @@ from tests.support.responses import assert_protocol_error, assert_service_error
 
 BITS = st.integers(min_value=0, max_value=1)
 PAIRS = st.lists(st.tuples(BITS, BITS), min_size=1, max_size=16)
+# Numbers at the edges of every range a request's numbers meet: int64, the float range (no float
+# holds 10**309: FP64 data holding it was an OverflowError, a 500), float32, and the decoder's
+# digit limit (4300).
+EDGE_NUMBERS = st.sampled_from(
+    [
+        2**63 - 1,
+        2**63,
+        -(2**63) - 1,
+        2**64,
+        10**309,
+        -(10**309),
+        -(10**4299),
+        1.7976931348623157e308,
+        3.5e38,
+    ]
+)
 JSON_VALUES = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**70), max_value=2**70)
+    | EDGE_NUMBERS
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8),
     lambda children: (
@@ -191,6 +208,27 @@ def test_anything_but_a_bit_is_refused_unless_tf_serving_documents_it(
     if v1_ok:
         assert response.status_code == 200
     else:
+        assert_protocol_error(response, 400)
+
+
+@FUZZ
+@given(value=JSON_VALUES)
+def test_any_value_as_a_name_is_answered_or_refused_in_shape(
+    served_client: TestClient, value: Any
+) -> None:
+    # Names are compared and looked up: a list or object there was a TypeError (unhashable).
+    tensor: dict[str, Any] = {"name": "inputs", "shape": [1, 2], "datatype": "FP32", "data": [0, 1]}
+    for document in (
+        {"inputs": [{**tensor, "datatype": value}]},
+        {"inputs": [{**tensor, "name": value}]},
+        {"inputs": [tensor], "outputs": [{"name": value}]},
+    ):
+        response = served_client.post("/v2/models/xor/infer", content=json.dumps(document))
+        if response.status_code != 200:
+            assert_protocol_error(response, 400)
+    v1 = {"signature_name": value, "instances": [[0, 1]]}
+    response = served_client.post("/v1/models/xor:predict", content=json.dumps(v1))
+    if response.status_code != 200:
         assert_protocol_error(response, 400)
 
 

@@ -7,7 +7,6 @@ is in ``Inference-Header-Content-Length``. Outputs go back the way each asked fo
 
 from __future__ import annotations
 
-import json
 import re
 import struct
 from dataclasses import dataclass
@@ -25,7 +24,9 @@ from app.core.bits import (
     Locator,
     describe_json_type,
     invalid,
+    json_excerpt,
     raise_details,
+    string_at,
     validate_bits,
 )
 from app.core.prediction import OUTPUT_NAMES, ModelOutputs
@@ -44,6 +45,9 @@ INPUT_DTYPES: dict[str, np.dtype[Any]] = {
     "BOOL": np.dtype("u1"),
 }
 _INT_RANGES = {"INT32": 2**31, "INT64": 2**63}
+# An integer in FP32/FP64 data is taken within int64, as TF Serving's JSON numbers are: beyond
+# that it cannot be a bit anyway, and past the float range it cannot even become a float.
+_FLOAT_INTS = 2**63
 OUTPUT_DTYPES = {
     "logits": "FP32",
     "logistic": "FP32",
@@ -98,54 +102,96 @@ def _flatten(data: Any, loc: str, datatype: str) -> tuple[list[Any], bool]:
     if type(data) is not list:
         invalid(loc, f"must be an array, got {describe_json_type(data)}")
     nested = bool(data) and type(data[0]) is list
+    leaves = _leaves(data)
     limit = _INT_RANGES.get(datatype)
-    leaves: list[Any] = []
-    _collect(data, leaves)
+    # The check of every leaf, written out per datatype: this is the hot path of JSON tensors.
     if datatype == "BOOL":
         valid = all(type(value) is bool for value in leaves)
     elif limit is not None:
         valid = all(type(value) is int and -limit <= value < limit for value in leaves)
     else:
-        valid = all(type(value) in (int, float) for value in leaves)
-    if valid:
-        return leaves, nested
-    # Found a wrong leaf: walk again, this time keeping each leaf's location for the message.
-    leaves = []
-    details: list[Detail] = []
-
-    def walk(value: Any, where: str) -> None:
-        if len(details) > MAX_DETAILS:
-            return
-        if type(value) is list:
-            for index, item in enumerate(value):
-                walk(item, f"{where}[{index}]")
-            return
-        if datatype == "BOOL":
-            ok = type(value) is bool
-            expected = "true or false"
-        elif limit is not None:
-            ok = type(value) is int and -limit <= value < limit
-            expected = f"an {datatype} integer 0 or 1"
-        else:
-            ok = type(value) in (int, float)
-            expected = "the number 0 or 1"
-        if not ok:
-            got = str(value) if type(value) is int else describe_json_type(value)
-            details.append(Detail(where, f"must be {expected}, got {got}"))
-        leaves.append(value)
-
-    walk(data, loc)
-    if details:
-        raise_details(details)
+        valid = all(
+            type(value) is float or (type(value) is int and -_FLOAT_INTS <= value < _FLOAT_INTS)
+            for value in leaves
+        )
+    if not valid:
+        raise_details(_leaf_problems(data, loc, datatype))
     return leaves, nested
 
 
-def _collect(values: list[Any], leaves: list[Any]) -> None:
-    for value in values:
-        if type(value) is list:
-            _collect(value, leaves)
-        else:
+def _leaf_problem(value: Any, datatype: str) -> str | None:
+    """What is wrong with one leaf of ``datatype`` data, if anything (the same checks as
+    :func:`_flatten`'s, one leaf at a time, for the message)."""
+    if datatype == "BOOL":
+        ok, expected = type(value) is bool, "true or false"
+    elif datatype in _INT_RANGES:
+        limit = _INT_RANGES[datatype]
+        ok = type(value) is int and -limit <= value < limit
+        expected = f"an {datatype} integer 0 or 1"
+    else:
+        ok = type(value) is float or (type(value) is int and -_FLOAT_INTS <= value < _FLOAT_INTS)
+        expected = "the number 0 or 1"
+    if ok:
+        return None
+    got = json_excerpt(value) if type(value) is int else describe_json_type(value)
+    return f"must be {expected}, got {got}"
+
+
+def _leaves(data: list[Any]) -> list[Any]:
+    """The leaves of nested arrays in order, without recursion: any depth the decoder accepted
+    will do. Flat ``[a, b, ...]`` and rows ``[[a, b], ...]`` (what clients send) in one pass;
+    anything deeper through :func:`_deep_leaves`."""
+    leaves: list[Any] = []
+    for row in data:
+        if type(row) is not list:
+            leaves.append(row)
+            continue
+        for value in row:
+            if type(value) is list:
+                return _deep_leaves(data)
             leaves.append(value)
+    return leaves
+
+
+def _deep_leaves(data: list[Any]) -> list[Any]:
+    leaves: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for value in stack[-1]:
+            if type(value) is list:
+                stack.append(iter(value))
+                break
+            leaves.append(value)
+        else:
+            stack.pop()
+    return leaves
+
+
+def _leaf_problems(data: list[Any], loc: str, datatype: str) -> list[Detail]:
+    """Where the wrong leaves of ``data`` are (the first few, then it stops looking), walked
+    as :func:`_leaves` does."""
+    details: list[Detail] = []
+    stack = [iter(enumerate(data))]
+    # The index of each open array but the outermost. A location is written only for a wrong
+    # leaf: one per level, as a recursive walk would, costs the square of the depth.
+    path: list[int] = []
+    while stack:
+        for index, value in stack[-1]:
+            if type(value) is list:
+                path.append(index)
+                stack.append(iter(enumerate(value)))
+                break
+            problem = _leaf_problem(value, datatype)
+            if problem is not None:
+                where = loc + "".join(f"[{i}]" for i in (*path, index))
+                details.append(Detail(where, problem))
+                if len(details) > MAX_DETAILS:
+                    return details
+        else:
+            stack.pop()
+            if path:
+                path.pop()
+    return details
 
 
 def _known_fields(value: Any, where: str, known: set[str], kind: str, of: str) -> None:
@@ -161,14 +207,14 @@ def _input_batch(tensor: Any, binary: bytes, offset: int, max_rows: int) -> tupl
     """The batch of ``inputs[0]`` and how many binary bytes it used (from ``offset``)."""
     where = "inputs[0]"
     _known_fields(tensor, where, _INPUT_KEYS, "a tensor object", "an input tensor")
-    name = tensor.get("name")
+    name = string_at(tensor.get("name"), f"{where}.name")
     if name != INPUT_NAME:
-        invalid(f"{where}.name", f"unexpected input {str(name)[:40]!r}; the only input is 'inputs'")
-    datatype = tensor.get("datatype")
+        invalid(f"{where}.name", f"unexpected input {name[:40]!r}; the only input is 'inputs'")
+    datatype = string_at(tensor.get("datatype"), f"{where}.datatype")
     if datatype not in INPUT_DTYPES:
         invalid(
             f"{where}.datatype",
-            f"must be one of {', '.join(INPUT_DTYPES)}, got {str(datatype)[:20]!r}",
+            f"must be one of {', '.join(INPUT_DTYPES)}, got {datatype[:20]!r}",
         )
     shape = tensor.get("shape")
     if (
@@ -177,12 +223,12 @@ def _input_batch(tensor: Any, binary: bytes, offset: int, max_rows: int) -> tupl
         or any(type(size) is not int or size < 0 for size in shape)
         or shape[1] != 2
     ):
-        invalid(f"{where}.shape", f"must be [n, 2], got {json.dumps(shape)[:40]}")
+        invalid(f"{where}.shape", f"must be [n, 2], got {json_excerpt(shape)}")
     rows = shape[0]
     if rows == 0:
         invalid(f"{where}.shape", "must hold at least one pair (n >= 1)")
     if rows > max_rows:
-        invalid(f"{where}.shape", f"holds {rows} pairs, at most {max_rows} allowed")
+        invalid(f"{where}.shape", f"holds {json_excerpt(rows)} pairs, at most {max_rows} allowed")
     parameters = _parameters(
         tensor.get("parameters", {}), f"{where}.parameters", {"binary_data_size"}
     )
@@ -192,7 +238,11 @@ def _input_batch(tensor: Any, binary: bytes, offset: int, max_rows: int) -> tupl
         loc = f"{where}.parameters.binary_data_size"
         expected = rows * 2 * dtype.itemsize
         if type(size) is not int or size != expected:
-            invalid(loc, f"is {size!r}, but shape [{rows}, 2] of {datatype} takes {expected} bytes")
+            invalid(
+                loc,
+                f"is {json_excerpt(size)}, but shape [{rows}, 2] of {datatype} "
+                f"takes {expected} bytes",
+            )
         if "data" in tensor:
             invalid(f"{where}.data", "must be absent when the input is sent as binary data")
         if offset + size > len(binary):
@@ -235,11 +285,11 @@ def _requested_outputs(document: dict[str, Any], binary_default: bool) -> list[t
     for index, output in enumerate(requested):
         where = f"outputs[{index}]"
         _known_fields(output, where, _OUTPUT_KEYS, "an object", "a requested output")
-        name = output.get("name")
+        name = string_at(output.get("name"), f"{where}.name")
         if name not in OUTPUT_NAMES:
             invalid(
                 f"{where}.name",
-                f"unknown output {str(name)[:40]!r}; outputs are {', '.join(OUTPUT_NAMES)}",
+                f"unknown output {name[:40]!r}; outputs are {', '.join(OUTPUT_NAMES)}",
             )
         if any(name == chosen for chosen, _ in selected):
             invalid(f"{where}.name", f"output {name!r} is requested twice")

@@ -11,7 +11,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.core.bits import Batch, Locator, describe_json_type, invalid, raise_details, validate_bits
+from app.core.bits import (
+    Batch,
+    Locator,
+    describe_json_type,
+    invalid,
+    json_excerpt,
+    raise_details,
+    string_at,
+    validate_bits,
+)
 from app.core.prediction import OUTPUT_NAMES, ModelOutputs
 from app.errors import Detail
 from app.lifecycle.signature import SIGNATURE_KEY
@@ -49,7 +58,7 @@ def _number_rows(rows: Any, where: str, loc: Locator, max_rows: int) -> npt.NDAr
                     Detail(loc(i, j), f"must be the number 0 or 1, got {describe_json_type(value)}")
                 )
             elif type(value) is int and not -_INT64 <= value < _INT64:
-                details.append(Detail(loc(i, j), f"must be 0 or 1, got {value}"))
+                details.append(Detail(loc(i, j), f"must be 0 or 1, got {json_excerpt(value)}"))
         if len(details) > 20:
             break
     if details:
@@ -72,11 +81,11 @@ def parse_predict_request(document: Any, max_rows: int) -> tuple[Batch, bool]:
                 key[:40],
                 "unknown field; expected 'instances' or 'inputs' (and optionally 'signature_name')",
             )
-    signature = document.get("signature_name", SIGNATURE_KEY)
+    signature = string_at(document.get("signature_name", SIGNATURE_KEY), "signature_name")
     if signature != SIGNATURE_KEY:
         invalid(
             "signature_name",
-            f"serving signature {str(signature)[:40]!r} not found; only {SIGNATURE_KEY!r} exists",
+            f"serving signature {signature[:40]!r} not found; only {SIGNATURE_KEY!r} exists",
         )
     present = [key for key in ("instances", "inputs") if key in document]
     if len(present) != 1:

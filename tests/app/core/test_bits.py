@@ -12,7 +12,9 @@ from app.core.bits import (
     MAX_DETAILS,
     describe_json_type,
     invalid,
+    json_excerpt,
     pairs_batch,
+    string_at,
     validate_bits,
     validate_pair,
     validate_pairs,
@@ -92,6 +94,11 @@ def test_validate_pairs_counts_every_problem_and_shows_the_first_few() -> None:
         ([[1.0, 1]], "instances[0][0]: must be the integer 0 or 1, got 1.0 (number)"),
         ([[float("inf"), 1]], "instances[0][0]: must be the integer 0 or 1, got a number out"),
         ([[0, "x" * 50]], 'instances[0][1]: must be the integer 0 or 1, got "xxxxxxxxxx'),
+        (
+            [[0, 10**309]],
+            "instances[0][1]: must be 0 or 1, got 10000000000000000000... (310 digits)",
+        ),
+        ([[0, [[[[1]]]]]], "instances[0][1]: must be the integer 0 or 1, got [[[[1]]]] (array)"),
     ],
 )
 def test_validate_pairs_rejects(rows: Any, message: str) -> None:
@@ -141,3 +148,51 @@ def test_invalid_is_one_detail() -> None:
 )
 def test_json_types_are_named_as_json_names_them(value: Any, name: str) -> None:
     assert describe_json_type(value) == name
+
+
+def _nested(leaf: Any, depth: int) -> Any:
+    for _ in range(depth):
+        leaf = [leaf]
+    return leaf
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, "null"),
+        (True, "true"),
+        (-7, "-7"),
+        (0.5, "0.5"),
+        (float("inf"), "Infinity"),
+        ("caf\u00e9", '"caf\\u00e9"'),  # ASCII, as json.dumps writes it
+        ([1, [2, {"a": None}]], '[1, [2, {"a": null}]]'),
+        ({}, "{}"),
+        ([[]], "[[]]"),
+        ("x" * 50, '"' + "x" * 36 + "..."),
+        ({"k" * 50: 1}, '{"' + "k" * 35 + "..."),
+        (list(range(10**6)), "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11..."),
+        (2**63, "9223372036854775808"),
+        (10**309, "10000000000000000000... (310 digits)"),
+        (-(10**4299), "-1000000000000000000... (4300 digits)"),
+        ([10**309], "[" + "1" + "0" * 35 + "..."),
+        # Deeper than the interpreter's recursion limit: written without recursion.
+        (_nested(1, 100_000), "[" * 37 + "..."),
+    ],
+    ids=lambda v: v[:30] if isinstance(v, str) else type(v).__name__,
+)
+def test_json_excerpt_is_short_json_whatever_the_value(value: Any, text: str) -> None:
+    assert json_excerpt(value) == text
+    assert len(text) <= 40
+
+
+@pytest.mark.parametrize(
+    "value",
+    [[], {}, ["FP32"], None, 0, 1.5, True, _nested("x", 100_000)],
+    ids=["[]", "{}", '["FP32"]', "null", "0", "1.5", "true", "nested 100000 deep"],
+)
+def test_string_at_names_the_json_type_of_anything_else(value: Any) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        string_at(value, "inputs[0].datatype")
+    expected = f"inputs[0].datatype: must be a string, got {describe_json_type(value)}"
+    assert raised.value.message == expected
+    assert string_at("FP32", "inputs[0].datatype") == "FP32"
