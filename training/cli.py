@@ -1,8 +1,9 @@
 """``python -m training`` / ``xor-train``: parse the flags, run the pipeline, exit with its code.
 
 Exit codes: 0 published (or nothing to do with --if-missing), 1 failure, 2 bad settings, data
-or model dir, 3 below --min-accuracy (nothing published), 128+N stopped by signal N
-(a checkpoint was saved first; run again to resume).
+or model dir, 3 quality gate: below --min-accuracy, or the exported model answers the golden set
+(the XOR truth table) wrongly (nothing published), 128+N stopped by signal N (a checkpoint was
+saved first; run again to resume).
 """
 
 from __future__ import annotations

@@ -12,10 +12,29 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, CliApp, NoDecode, SettingsConfigDict
 
-from training.errors import ConfigError
+from training.data import MAX_FILE_BYTES, MAX_ROWS
+from training.errors import ConfigError, excerpt
 
 ENV_PREFIX = "XOR_TRAIN_"
 DEFAULT_STEPS = 1000
+
+# Bounds on every number a run takes, so a typo fails here, naming its flag, rather than as a
+# traceback deep in TensorFlow or NumPy, or as gigabytes of memory for a handful of steps.
+# keras.utils.set_random_seed seeds NumPy, whose seeds are 32-bit.
+MAX_SEED = 2**32 - 1
+# Far beyond any run this model needs, and well inside the int64 global step.
+MAX_STEPS = 10**9
+# Batch, width and depth together bound a step's memory and time. Each is far beyond the
+# tutorial's (batches of 4, three layers of 10 to 20 units); all three at once, with the
+# largest data files, still train in well under 2 GB (README, Training).
+MAX_BATCH_SIZE = 4096
+MAX_UNITS = 1024
+MAX_LAYERS = 8
+# 200 times the Estimator's default (0.05), far above any rate that trains this model well.
+MAX_LEARNING_RATE = 10.0
+# Each checkpoint is a full copy of the model and its optimizer slots.
+MAX_KEEP_CHECKPOINTS = 100
+_DATA_CAPS = f", at most {MAX_ROWS:,} rows and {MAX_FILE_BYTES // 2**20} MiB"
 
 
 class TrainSettings(BaseSettings):
@@ -34,30 +53,72 @@ class TrainSettings(BaseSettings):
     )
 
     steps: int | None = Field(
-        None, gt=0, description=f"train this many more steps ({DEFAULT_STEPS} if neither is set)"
+        None,
+        gt=0,
+        le=MAX_STEPS,
+        description=f"train this many more steps, 1 to {MAX_STEPS:,} "
+        f"({DEFAULT_STEPS} if neither is set)",
     )
     max_steps: int | None = Field(
-        None, gt=0, description="train until the global step reaches this (instead of --steps)"
+        None,
+        gt=0,
+        le=MAX_STEPS,
+        description="train until the global step reaches this (instead of --steps), "
+        f"1 to {MAX_STEPS:,}",
     )
-    batch_size: int = Field(4, gt=0, description="examples per training step")
-    learning_rate: float = Field(0.05, gt=0, allow_inf_nan=False, description="Adagrad rate")
+    batch_size: int = Field(
+        4, gt=0, le=MAX_BATCH_SIZE, description=f"examples per training step, 1 to {MAX_BATCH_SIZE}"
+    )
+    learning_rate: float = Field(
+        0.05,
+        gt=0,
+        le=MAX_LEARNING_RATE,
+        allow_inf_nan=False,
+        description=f"Adagrad rate, above 0 and at most {MAX_LEARNING_RATE:g}",
+    )
     hidden_units: Annotated[list[int], NoDecode] = Field(
-        [10, 20, 10], min_length=1, description="units per hidden layer, e.g. 10,20,10"
+        [10, 20, 10],
+        min_length=1,
+        max_length=MAX_LAYERS,
+        description=f"units per hidden layer, e.g. 10,20,10: 1 to {MAX_LAYERS} layers "
+        f"of 1 to {MAX_UNITS} units",
     )
-    seed: int = Field(0, ge=0, description="seed for initial weights and shuffling")
+    seed: int = Field(
+        0,
+        ge=0,
+        le=MAX_SEED,
+        description=f"seed for initial weights and shuffling, 0 to {MAX_SEED} (2**32 - 1)",
+    )
     model_dir: Path = Field(
         Path("models/training"), description="checkpoints and TensorBoard events (resumed)"
     )
     export_dir: Path = Field(Path("models/xor"), description="published versions go here")
-    train_data: Path = Field(Path("data/xor_train.csv"), description="x1,x2,label CSV")
-    test_data: Path = Field(Path("data/xor_test.csv"), description="x1,x2,label CSV")
+    train_data: Path = Field(Path("data/xor_train.csv"), description=f"x1,x2,label CSV{_DATA_CAPS}")
+    test_data: Path = Field(Path("data/xor_test.csv"), description=f"x1,x2,label CSV{_DATA_CAPS}")
     min_accuracy: float = Field(
         1.0, ge=0, le=1, description="publish only if test accuracy is at least this"
     )
-    save_checkpoints_steps: int = Field(100, gt=0, description="checkpoint every N steps")
-    keep_checkpoint_max: int = Field(5, gt=0, description="checkpoints kept in the model dir")
-    save_summary_steps: int = Field(100, gt=0, description="TensorBoard summary every N steps")
-    log_step_count_steps: int = Field(100, gt=0, description="log loss and steps/sec every N")
+    save_checkpoints_steps: int = Field(
+        100, gt=0, le=MAX_STEPS, description=f"checkpoint every N steps, 1 to {MAX_STEPS:,}"
+    )
+    keep_checkpoint_max: int = Field(
+        5,
+        gt=0,
+        le=MAX_KEEP_CHECKPOINTS,
+        description=f"checkpoints kept in the model dir, 1 to {MAX_KEEP_CHECKPOINTS}",
+    )
+    save_summary_steps: int = Field(
+        100,
+        gt=0,
+        le=MAX_STEPS,
+        description=f"TensorBoard summary every N steps, 1 to {MAX_STEPS:,}",
+    )
+    log_step_count_steps: int = Field(
+        100,
+        gt=0,
+        le=MAX_STEPS,
+        description=f"log loss and steps/sec every N steps, 1 to {MAX_STEPS:,}",
+    )
     if_missing: bool = Field(
         False, description="do nothing if the export dir already holds a version"
     )
@@ -73,9 +134,11 @@ class TrainSettings(BaseSettings):
 
     @field_validator("hidden_units")
     @classmethod
-    def _positive_units(cls, value: list[int]) -> list[int]:
+    def _units_per_layer(cls, value: list[int]) -> list[int]:
         if any(units <= 0 for units in value):
-            raise ValueError(f"every layer needs at least one unit, got {value}")
+            raise ValueError("every layer needs at least one unit")
+        if any(units > MAX_UNITS for units in value):
+            raise ValueError(f"a layer has at most {MAX_UNITS} units")
         return value
 
     @field_validator("log_level", mode="before")
@@ -107,7 +170,7 @@ def _describe(error: ValidationError) -> str:
             field, *inner = (str(part) for part in item["loc"])
             where = f"--{field.replace('_', '-')} / {ENV_PREFIX}{field.upper()}"
             where += "".join(f"[{part}]" for part in inner)
-            lines.append(f"{where}: {message} (got {item.get('input')!r})")
+            lines.append(f"{where}: {message} (got {excerpt(item.get('input'))})")
         else:
             lines.append(message)
     return "invalid settings:\n  " + "\n  ".join(lines)

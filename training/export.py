@@ -1,8 +1,11 @@
-"""Publishing a trained model as ``<export_dir>/<version>/``: a SavedModel plus its evaluation.
+"""Publishing a trained model as ``<export_dir>/<version>/``: a SavedModel, its evaluation and
+its golden set.
 
 Publishing is atomic: everything is written into a temporary directory inside ``export_dir``
-whose name is not an integer, checked by loading it back, made world-readable, synced to disk,
-and then renamed to the version number. Readers never see a half-written version.
+whose name is not an integer, checked by loading it back (evaluated, and made to answer the
+golden set through its serving signature), made world-readable, synced to disk, and then
+renamed to the version number. Readers never see a half-written version, nor one that fails
+the golden set.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy.typing as npt
 import tensorflow as tf
 
 from training.errors import ExportError
+from training.golden import PredictClassIds, check_golden_set, write_golden_set
 from training.model import INPUT_NAME, N_FEATURES
 from training.versions import next_version
 
@@ -119,7 +123,8 @@ def _write_evaluation(staging: Path, document: dict[str, Any]) -> None:
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 
-def _load_logits_function(path: Path) -> PredictLogits:
+def _load_signature_outputs(path: Path) -> tuple[PredictLogits, PredictClassIds]:
+    """The written SavedModel's ``logits`` and ``class_ids``, through ``serving_default``."""
     signature = tf.saved_model.load(str(path)).signatures[SIGNATURE_KEY]
 
     def predict_logits(features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -128,7 +133,13 @@ def _load_logits_function(path: Path) -> PredictLogits:
         ].numpy()
         return logits
 
-    return predict_logits
+    def predict_class_ids(features: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+        class_ids: npt.NDArray[np.int64] = signature(**{INPUT_NAME: tf.constant(features)})[
+            "class_ids"
+        ].numpy()
+        return class_ids
+
+    return predict_logits, predict_class_ids
 
 
 def export_saved_model(
@@ -138,7 +149,8 @@ def export_saved_model(
 
     ``evaluate`` receives the logits function of the SavedModel as written (loaded back from
     disk), so the evaluation describes exactly what is published. If it raises, for example at
-    a quality gate, nothing is published and the exception propagates.
+    a quality gate, nothing is published and the exception propagates. Then the same SavedModel
+    must answer the golden set it ships with, or GoldenSetError is raised and nothing published.
     """
     export_dir = Path(export_dir)
     try:
@@ -157,7 +169,13 @@ def export_saved_model(
                 f"{export_dir}: cannot write the SavedModel: "
                 f"{reason.rsplit(';', 1)[-1].strip() or reason}"
             ) from exc
-        evaluation = evaluate(_load_logits_function(staging))
+        try:
+            write_golden_set(staging)
+        except OSError as exc:
+            raise ExportError(f"{export_dir}: cannot write the golden set: {exc.strerror}") from exc
+        predict_logits, predict_class_ids = _load_signature_outputs(staging)
+        evaluation = evaluate(predict_logits)
+        check_golden_set(predict_class_ids, staging)
         published = _publish(staging, export_dir, evaluation)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -4,6 +4,7 @@ hand-over to the pipeline in-process."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import signal
@@ -19,7 +20,7 @@ from tests.training.conftest import REPO
 from training import pipeline
 from training.cli import main
 from training.config import TrainSettings
-from training.errors import DataError, ExportError, QualityGateError
+from training.errors import DataError, ExportError, GoldenSetError, QualityGateError
 from training.versions import published_versions
 
 
@@ -202,6 +203,50 @@ def test_quality_gate_keeps_checkpoints_and_publishes_nothing(
     assert len(published_versions(tmp_path / "xor")) == 1
 
 
+def test_flipped_labels_are_refused_at_the_golden_set(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Trained and tested on XNOR, the model's own evaluation says accuracy 1.0; the golden set
+    (the XOR truth table, not the data) refuses it."""
+    caplog.set_level(logging.INFO, logger="training")
+    xnor = tmp_path / "xnor.csv"
+    xnor.write_text("0,0,1\n0,1,0\n1,0,0\n1,1,1\n")
+    flags = [
+        f"--model-dir={tmp_path / 'training'}",
+        f"--export-dir={tmp_path / 'xor'}",
+        f"--train-data={xnor}",
+        f"--test-data={xnor}",
+        "--steps=40",
+    ]
+    assert main(flags) == 3  # --min-accuracy is 1.0
+    assert "Saving dict for global step 40: accuracy = 1," in caplog.text
+    assert (
+        "the exported model answers the golden set (the XOR truth table) wrongly: "
+        "[0, 0] -> 1 (expected 0)"
+    ) in caplog.text
+    assert list((tmp_path / "xor").iterdir()) == []  # no version, no leftover temp dir
+    assert newest_checkpoint_step(tmp_path / "training") == 40
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--seed=4294967296", "--seed / XOR_TRAIN_SEED: Input should be less than or equal to"),
+        ("--batch-size=2147483648", "--batch-size / XOR_TRAIN_BATCH_SIZE: Input should be less"),
+        ("--hidden-units=100000000", "--hidden-units / XOR_TRAIN_HIDDEN_UNITS: a layer has at"),
+        ("--learning-rate=1e300", "--learning-rate / XOR_TRAIN_LEARNING_RATE: Input should be"),
+        ("--steps=10000000000", "--steps / XOR_TRAIN_STEPS: Input should be less than or equal"),
+    ],
+)
+def test_out_of_range_flags_exit_2_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, message: str
+) -> None:
+    code = main([f"--model-dir={tmp_path / 'training'}", f"--export-dir={tmp_path / 'xor'}", flag])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "training").exists()
+
+
 @pytest.mark.slow
 def test_bad_flag_is_a_usage_error(tmp_path: Path) -> None:
     completed = subprocess.run(
@@ -248,6 +293,7 @@ def test_main_hands_the_parsed_flags_to_the_pipeline(
     [
         (DataError("data/bad.csv:3: column x2 must be 0 or 1"), 2),
         (QualityGateError("test accuracy 0.5 is below --min-accuracy 1.0"), 3),
+        (GoldenSetError("the exported model answers the golden set wrongly"), 3),
         (ExportError("models/xor: cannot write versions here"), 1),
         (KeyboardInterrupt(), 130),
     ],

@@ -4,7 +4,17 @@ from pathlib import Path
 
 import pytest
 
-from training.config import DEFAULT_STEPS, parse_settings
+from training.config import (
+    DEFAULT_STEPS,
+    MAX_BATCH_SIZE,
+    MAX_KEEP_CHECKPOINTS,
+    MAX_LAYERS,
+    MAX_LEARNING_RATE,
+    MAX_SEED,
+    MAX_STEPS,
+    MAX_UNITS,
+    parse_settings,
+)
 from training.errors import ConfigError
 
 
@@ -71,3 +81,66 @@ def test_unknown_flag_exits_with_usage(capsys: pytest.CaptureFixture[str]) -> No
         parse_settings(["--stepz", "3"])
     assert caught.value.code == 2
     assert "unrecognized arguments: --stepz" in capsys.readouterr().err
+
+
+def test_every_number_accepts_its_bound() -> None:
+    settings = parse_settings(
+        [
+            f"--steps={MAX_STEPS}",
+            f"--batch-size={MAX_BATCH_SIZE}",
+            f"--learning-rate={MAX_LEARNING_RATE}",
+            f"--hidden-units={','.join([str(MAX_UNITS)] * MAX_LAYERS)}",
+            f"--seed={MAX_SEED}",
+            f"--save-checkpoints-steps={MAX_STEPS}",
+            f"--keep-checkpoint-max={MAX_KEEP_CHECKPOINTS}",
+            f"--save-summary-steps={MAX_STEPS}",
+            f"--log-step-count-steps={MAX_STEPS}",
+        ]
+    )
+    assert settings.hidden_units == [MAX_UNITS] * MAX_LAYERS
+    assert parse_settings([f"--max-steps={MAX_STEPS}"]).max_steps == MAX_STEPS
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--seed", "4294967296"], "--seed / XOR_TRAIN_SEED: Input should be less than or equal"),
+        (["--seed", str(2**64)], "--seed / XOR_TRAIN_SEED"),
+        (["--seed", "-1"], "--seed / XOR_TRAIN_SEED"),
+        (["--batch-size", str(MAX_BATCH_SIZE + 1)], "--batch-size / XOR_TRAIN_BATCH_SIZE"),
+        (["--batch-size", "2147483648"], "--batch-size / XOR_TRAIN_BATCH_SIZE"),
+        (["--hidden-units", str(MAX_UNITS + 1)], f"a layer has at most {MAX_UNITS} units"),
+        (["--hidden-units", "100000000"], f"a layer has at most {MAX_UNITS} units"),
+        (["--hidden-units", ",".join(["1"] * (MAX_LAYERS + 1))], f"at most {MAX_LAYERS} items"),
+        (["--steps", str(MAX_STEPS + 1)], "--steps / XOR_TRAIN_STEPS"),
+        (["--max-steps", str(MAX_STEPS + 1)], "--max-steps / XOR_TRAIN_MAX_STEPS"),
+        (["--learning-rate", "10.5"], "--learning-rate / XOR_TRAIN_LEARNING_RATE"),
+        (["--learning-rate", "1e300"], "--learning-rate / XOR_TRAIN_LEARNING_RATE"),
+        (["--learning-rate", "0"], "--learning-rate / XOR_TRAIN_LEARNING_RATE"),
+        (["--keep-checkpoint-max", "101"], "--keep-checkpoint-max / XOR_TRAIN_KEEP_CHECKPOINT_MAX"),
+        (["--save-checkpoints-steps", str(MAX_STEPS + 1)], "--save-checkpoints-steps"),
+        (["--save-summary-steps", str(MAX_STEPS + 1)], "--save-summary-steps"),
+        (["--log-step-count-steps", str(MAX_STEPS + 1)], "--log-step-count-steps"),
+    ],
+)
+def test_values_beyond_the_bounds_name_their_flag(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(argv)
+    assert message in str(caught.value)
+
+
+def test_the_seed_bound_is_what_keras_set_random_seed_accepts() -> None:
+    import keras
+
+    keras.utils.set_random_seed(MAX_SEED)
+    with pytest.raises(ValueError):
+        keras.utils.set_random_seed(MAX_SEED + 1)
+
+
+def test_a_huge_value_is_quoted_as_an_excerpt(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XOR_TRAIN_HIDDEN_UNITS", ",".join(["1"] * 100_000))
+    with pytest.raises(ConfigError) as caught:
+        parse_settings([])
+    message = str(caught.value)
+    assert "XOR_TRAIN_HIDDEN_UNITS" in message and "characters)" in message
+    assert len(message) < 400

@@ -8,13 +8,38 @@ import sys
 import textwrap
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
 from tests.training.conftest import REPO, Train
+from training.errors import GoldenSetError
 from training.export import EVALUATION_FILE, TEMP_PREFIX, export_saved_model
+from training.golden import GOLDEN_FILE
 from training.model import build_model
 from training.versions import next_version, published_versions, version_of
+
+
+def xor_model() -> keras.Model:
+    """Two ReLU units computing XOR exactly: logit = relu(a + b) - 2 relu(a + b - 1) - 0.5."""
+    model = build_model([2])
+    model.set_weights(
+        [
+            np.array([[1, 1], [1, 1]], np.float32),
+            np.array([0, -1], np.float32),
+            np.array([[1], [-2]], np.float32),
+            np.array([-0.5], np.float32),
+        ]
+    )
+    return model
+
+
+def constant_model() -> keras.Model:
+    """Every weight zero: a logit of 0 for any pair, so class 0 everywhere."""
+    model = build_model([2])
+    model.set_weights([np.zeros_like(weight) for weight in model.get_weights()])
+    return model
+
 
 # Runs in a fresh interpreter that cannot import the project: the published SavedModel must
 # answer through plain tf.saved_model.load alone.
@@ -127,7 +152,7 @@ def test_a_failing_evaluation_publishes_nothing(tmp_path: Path) -> None:
 
 
 def test_evaluate_receives_the_reloaded_models_logits(tmp_path: Path) -> None:
-    model = build_model([4])
+    model = xor_model()
     seen = {}
 
     def record(predict):
@@ -141,6 +166,45 @@ def test_evaluate_receives_the_reloaded_models_logits(tmp_path: Path) -> None:
     np.testing.assert_allclose(seen["logits"], seen["keras"], atol=1e-6)
     assert published.evaluation == {"model_version": published.version, "metrics": {}}
     assert published.path == tmp_path / str(published.version)
+
+
+def test_published_version_ships_the_golden_set(published: Path) -> None:
+    assert (published / GOLDEN_FILE).read_text() == (
+        '{"inputs": [[0, 0], [0, 1], [1, 0], [1, 1]], "class_ids": [0, 1, 1, 0]}\n'
+    )
+
+
+def test_a_model_failing_the_golden_set_publishes_nothing(tmp_path: Path) -> None:
+    evaluated = []
+
+    def evaluate(predict):
+        evaluated.append(predict(np.array([[0, 1]], np.float32)))
+        return {"metrics": {"accuracy": 1.0}}  # as flipped test data would have it
+
+    with pytest.raises(GoldenSetError) as caught:
+        export_saved_model(constant_model(), tmp_path, evaluate=evaluate)
+    assert str(caught.value).startswith(
+        "the exported model answers the golden set (the XOR truth table) wrongly: "
+        "[0, 1] -> 0 (expected 1), [1, 0] -> 0 (expected 1): nothing published"
+    )
+    assert caught.value.exit_code == 3
+    assert evaluated  # the evaluation ran, and did not decide
+    assert list(tmp_path.iterdir()) == []  # no version, no leftover temp dir
+
+
+def test_the_golden_set_is_checked_against_the_file_that_ships(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the gate checks is what the server will read: a file that asks for other answers
+    (here XNOR's) refuses even the right model."""
+    import training.golden
+
+    monkeypatch.setattr(
+        training.golden, "golden_set", lambda: {"inputs": [[0, 0]], "class_ids": [1]}
+    )
+    with pytest.raises(GoldenSetError, match=r"\[0, 0\] -> 0 \(expected 1\)"):
+        export_saved_model(xor_model(), tmp_path, evaluate=lambda _predict: {})
+    assert list(tmp_path.iterdir()) == []
 
 
 # A crash between writing the SavedModel and renaming it into place.
