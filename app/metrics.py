@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -92,6 +92,12 @@ class Metrics:
             buckets=_LOAD_BUCKETS,
             registry=self.registry,
         )
+        self.poll_last_success = Gauge(
+            "xor_model_poll_last_success_timestamp_seconds",
+            "When the model store last completed a scan of the model dir (0: none yet); "
+            "a poller stuck on a load or a read stops moving it",
+            registry=self.registry,
+        )
         self.http_requests = Counter(
             "xor_http_requests",
             "HTTP requests, by route template, method and status",
@@ -158,6 +164,9 @@ class Metrics:
     def load_finished(self, *, success: bool, seconds: float) -> None:
         self.model_loads.labels("success" if success else "failure").inc()
         self.model_load_duration.observe(seconds)
+
+    def scan_finished(self, *, timestamp: float) -> None:
+        self.poll_last_success.set(timestamp)
 
     def request_finished(self, route: str, method: str, status: int, seconds: float) -> None:
         # The labelled children, looked up once per (route, method, status): ``labels()`` takes

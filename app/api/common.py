@@ -19,10 +19,11 @@ from starlette.responses import Response
 
 from app.api.dependencies import Services
 from app.errors import ApiError, InvalidInput, NotFound
+from app.lifecycle.discovery import MAX_VERSION
 from app.lifecycle.loading import LoadedModel
 
-# A version in a URL: digits only ("²" is not one), and within int64 as TF Serving's are.
-_VERSION = re.compile(r"[0-9]{1,18}")
+# A version in a URL: digits only ("²" is not one), at most int64's 19; MAX_VERSION bounds it.
+_VERSION = re.compile(r"[0-9]{1,19}")
 
 
 def json_response(document: Any, status: int = 200) -> Response:
@@ -45,8 +46,11 @@ def render_protocol_error(error: ApiError) -> Response:
 
 
 def version_number(version: str) -> int | None:
-    """The version a URL segment names, or None if it names none."""
-    return int(version) if _VERSION.fullmatch(version) else None
+    """The version a URL segment names (within int64, as the store's are), or None."""
+    if not _VERSION.fullmatch(version):
+        return None
+    number = int(version)
+    return number if number <= MAX_VERSION else None
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 A version is ``<model_dir>/<n>/`` where ``n`` matches ``[0-9]+`` (not ``str.isdigit``, which
 takes "²"), is positive, and the directory holds a ``saved_model.pb``. Every other entry
 (``.tmp-export-*``, ``abc``, ``1.5``) is ignored: that is what makes publishing by ``rename``
-atomic for readers.
+atomic for readers. A number beyond ``MAX_VERSION`` is still found here, so that the store
+can refuse it (logged and counted once, as any version that cannot be served).
 """
 
 from __future__ import annotations
@@ -14,7 +15,25 @@ from pathlib import Path
 
 _VERSION_NAME = re.compile(r"[0-9]+")
 
-Fingerprint = tuple[tuple[str, int, int], ...]
+# Versions are int64, as in TF Serving and in both protocols' clients; and JSON encoders
+# (orjson) cannot write a larger integer at all.
+MAX_VERSION = 2**63 - 1
+
+# What a version is made of, for :func:`fingerprint` (paths relative to the version).
+_FINGERPRINTED = (
+    ".",
+    "saved_model.pb",
+    "fingerprint.pb",
+    "variables",
+    "variables/variables.index",
+    "assets",
+    "assets.extra",
+    "assets.extra/evaluation.json",
+    "assets.extra/golden.json",
+)
+
+# (relative path, device, inode, size, mtime in ns) of each of those that exists.
+Fingerprint = tuple[tuple[str, int, int, int, int], ...]
 
 
 def version_of(entry: Path) -> int | None:
@@ -39,14 +58,24 @@ def find_versions(model_dir: Path) -> list[tuple[int, Path]]:
 
 
 def fingerprint(path: Path) -> Fingerprint:
-    """Relative paths, sizes and mtimes of every file under ``path``: changes when it does."""
+    """Identity, size and mtime of the version directory, its subdirectories and the files
+    the server and TensorFlow open first: changes when the version is deleted, replaced or
+    re-published, at a cost that does not grow with its number of files.
+
+    The poller takes this of every loaded version (and of every version it would consider) on
+    every scan, so walking all files would cost a full ``stat`` of each, every interval, while
+    idle. A fixed handful of ``stat`` calls (symlinks followed: a re-pointed link is a
+    different inode) still sees what happens to a published version: a version is published
+    by ``rename``, so replacing or re-creating it gives new inodes; adding, removing or
+    renaming a file changes its directory's mtime; rewriting saved_model.pb, the variables
+    index or the JSON files in place changes their size or mtime. Not seen: a data shard
+    rewritten in place alone; versions are immutable, and such a rewrite is not publishing.
+    """
     entries = []
-    for directory, _, files in os.walk(path):
-        for name in files:
-            full = os.path.join(directory, name)
-            try:
-                stat = os.stat(full)
-            except OSError:
-                continue
-            entries.append((os.path.relpath(full, path), stat.st_size, stat.st_mtime_ns))
-    return tuple(sorted(entries))
+    for name in _FINGERPRINTED:
+        try:
+            stat = os.stat(path / name)
+        except OSError:
+            continue
+        entries.append((name, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns))
+    return tuple(entries)

@@ -1,18 +1,21 @@
-"""Loading one version: evaluation.json, the SavedModel, its signature, a warm-up call.
+"""Loading one version: evaluation.json, the SavedModel, its signature, its golden set.
 
 A version is served only after all of these passed (in the store's background thread):
 
-1. ``assets.extra/evaluation.json`` is an object whose ``model_version`` is the directory's
+1. its number is within int64 (``MAX_VERSION``), as TF Serving's and the protocols' are;
+2. ``assets.extra/evaluation.json`` is an object whose ``model_version`` is the directory's
    number and whose ``metrics.accuracy`` is a finite number, at least the serving gate;
-2. ``tf.saved_model.load`` (plain TensorFlow: no Keras, no project code) succeeds;
-3. its ``serving_default`` signature is the contract's (``app.lifecycle.signature``);
-4. a warm-up call on the four XOR pairs returns finite, well-shaped outputs.
+3. every file of the version is a regular file (``app.lifecycle.files``: nothing that blocks
+   the poller or never ends), and ``tf.saved_model.load`` (plain TensorFlow: no Keras, no
+   project code) succeeds;
+4. its ``serving_default`` signature is the contract's (``app.lifecycle.signature``);
+5. a warm-up call on its golden set (``app.lifecycle.golden``) returns finite, well-shaped
+   outputs whose class_ids are the golden ones.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import time
 from collections.abc import Mapping
@@ -26,6 +29,9 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 from app.core.rowgroups import group_rows
 from app.errors import ModelLoadError
+from app.lifecycle.discovery import MAX_VERSION
+from app.lifecycle.files import check_regular_files, read_json_file
+from app.lifecycle.golden import GoldenSet, check_answers, read_golden_set
 from app.lifecycle.signature import (
     EXPECTED_OUTPUTS,
     INPUT_NAME,
@@ -36,7 +42,6 @@ from app.lifecycle.signature import (
 )
 
 EVALUATION_FILE = Path("assets.extra") / "evaluation.json"
-WARMUP_INPUTS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
 
 
 class LoadedModel:
@@ -110,12 +115,7 @@ def read_evaluation(path: Path, version: int, min_accuracy: float = 0.0) -> dict
     """The version's evaluation.json, checked: model_version matches, accuracy is a number
     of at least ``min_accuracy`` (the serving gate)."""
     file = path / EVALUATION_FILE
-    try:
-        document = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ModelLoadError(f"{file}: missing") from exc
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ModelLoadError(f"{file}: unreadable: {exc}") from exc
+    document = read_json_file(file)
     if not isinstance(document, dict):
         raise ModelLoadError(f"{file}: must be a JSON object")
     declared = document.get("model_version")
@@ -141,13 +141,14 @@ def read_evaluation(path: Path, version: int, min_accuracy: float = 0.0) -> dict
     return document
 
 
-def warm_up(model: LoadedModel) -> None:
-    """Run the four XOR pairs once: outputs must be finite and shaped as the contract says."""
+def warm_up(model: LoadedModel, golden: GoldenSet) -> None:
+    """Run the golden set once through the signature: outputs must be finite and shaped as
+    the contract says, and the class_ids the golden ones."""
     try:
-        outputs = model.run(WARMUP_INPUTS)
+        outputs = model.run(golden.inputs)
     except Exception as exc:
         raise ModelLoadError(f"{model.path}: warm-up call failed: {exc}") from exc
-    rows = len(WARMUP_INPUTS)
+    rows = len(golden.inputs)
     for name, (_, shape) in EXPECTED_OUTPUTS.items():
         expected = (rows, *shape[1:])
         if outputs[name].shape != expected:
@@ -162,16 +163,21 @@ def warm_up(model: LoadedModel) -> None:
         raise ModelLoadError(f"{model.path}: warm-up probabilities do not sum to 1")
     if not np.all(np.isin(outputs["class_ids"], (0, 1))):
         raise ModelLoadError(f"{model.path}: warm-up class_ids are not 0 or 1")
+    check_answers(golden, outputs["class_ids"], model.path)
 
 
 def load_version(path: Path, version: int, min_accuracy: float = 0.0) -> LoadedModel:
     """Load, check and warm up one version directory, or raise ModelLoadError.
 
-    A version whose evaluated accuracy is below ``min_accuracy`` is refused before TensorFlow
-    loads anything.
+    A version whose number, evaluation (accuracy below ``min_accuracy``), golden set or files
+    are wrong is refused before TensorFlow reads anything.
     """
     start = time.perf_counter()
+    if not 0 < version <= MAX_VERSION:
+        raise ModelLoadError(f"{path}: version number beyond int64 (at most {MAX_VERSION})")
     evaluation = read_evaluation(path, version, min_accuracy)
+    golden = read_golden_set(path, version)
+    check_regular_files(path)
     try:
         root = tf.saved_model.load(str(path))
     except Exception as exc:
@@ -191,6 +197,6 @@ def load_version(path: Path, version: int, min_accuracy: float = 0.0) -> LoadedM
         evaluation=evaluation,
         load_seconds=0.0,
     )
-    warm_up(model)
+    warm_up(model, golden)
     model.load_seconds = time.perf_counter() - start
     return model

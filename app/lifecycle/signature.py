@@ -15,8 +15,11 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from app.errors import ModelLoadError
+from app.lifecycle.files import read_regular_file
 
 SIGNATURE_KEY = "serving_default"
+# Protobuf cannot parse a larger message, so a larger saved_model.pb is refused unread.
+MAX_SAVED_MODEL_BYTES = 2**31 - 1
 INPUT_NAME = "inputs"
 # Output name -> (dtype, static shape) of the Estimator binary classification head.
 EXPECTED_OUTPUTS: dict[str, tuple[str, tuple[int | None, ...]]] = {
@@ -87,9 +90,10 @@ def read_signature_defs(path: Path) -> dict[str, meta_graph_pb2.SignatureDef]:
     describe a model by its SignatureDefs (TF Serving's metadata).
     """
     saved_model = saved_model_pb2.SavedModel()
+    data = read_regular_file(path / "saved_model.pb", MAX_SAVED_MODEL_BYTES)
     try:
-        saved_model.ParseFromString((path / "saved_model.pb").read_bytes())
-    except Exception as exc:  # OSError or protobuf's DecodeError
+        saved_model.ParseFromString(data)
+    except Exception as exc:  # protobuf's DecodeError
         raise ModelLoadError(f"{path}: saved_model.pb is unreadable: {exc}") from exc
     graphs = [g for g in saved_model.meta_graphs if "serve" in g.meta_info_def.tags]
     if not graphs:

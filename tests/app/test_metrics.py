@@ -127,3 +127,13 @@ def test_corrupt_version_is_counted_and_the_old_one_keeps_serving(
     time.sleep(0.5)  # about five more polls: the unchanged broken version is not retried
     assert value(client, "xor_model_loads_total", outcome="failure") == 1
     assert client.get("/health").json()["model_version"] == 200
+
+
+def test_the_poller_s_last_completed_scan(client: TestClient) -> None:
+    """The initial scan sets it before the app serves; every poll (0.1 s here) moves it."""
+    first = value(client, "xor_model_poll_last_success_timestamp_seconds")
+    assert first is not None and 0 < first <= time.time()
+    wait_for(
+        lambda: (value(client, "xor_model_poll_last_success_timestamp_seconds") or 0) > first,
+        what="a later completed scan",
+    )

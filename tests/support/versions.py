@@ -47,21 +47,35 @@ class _WrongInput(tf.Module):  # type: ignore[misc]
         return {"logits": x[:, :1]}
 
 
+def _binary_head(logits: tf.Tensor) -> dict[str, tf.Tensor]:
+    """The contract's outputs for ``logits`` [n, 1], as the Estimator's binary head made them."""
+    two = tf.concat([tf.zeros_like(logits), logits], axis=-1)
+    class_ids = tf.expand_dims(tf.argmax(two, axis=-1), -1)
+    return {
+        "logits": logits,
+        "logistic": tf.sigmoid(logits),
+        "probabilities": tf.nn.softmax(two),
+        "class_ids": class_ids,
+        "classes": tf.strings.as_string(class_ids),
+    }
+
+
 class _NaNHead(tf.Module):  # type: ignore[misc]
     """The right signature, but outputs that are not finite."""
 
     @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="inputs")])  # type: ignore[untyped-decorator]
     def serve(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
-        logits = inputs[:, :1] * float("nan")
-        two = tf.concat([tf.zeros_like(logits), logits], axis=-1)
-        class_ids = tf.expand_dims(tf.argmax(two, axis=-1), -1)
-        return {
-            "logits": logits,
-            "logistic": tf.sigmoid(logits),
-            "probabilities": tf.nn.softmax(two),
-            "class_ids": class_ids,
-            "classes": tf.strings.as_string(class_ids),
-        }
+        return _binary_head(inputs[:, :1] * float("nan"))
+
+
+class XnorHead(tf.Module):  # type: ignore[misc]
+    """The right signature and confident, finite outputs, but the wrong function: XNOR (what
+    training on flipped labels gives), so every pair is answered wrong."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="inputs")])  # type: ignore[untyped-decorator]
+    def serve(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        differ = tf.abs(inputs[:, :1] - inputs[:, 1:])
+        return _binary_head(8.0 * (1.0 - 2.0 * differ))  # equal bits: class 1
 
 
 # Writes a broken version ``version`` at ``path`` (inside a model dir), given the trained one.
@@ -90,6 +104,29 @@ def non_finite_outputs(trained: Path, path: Path, version: int) -> None:
     save_module(_NaNHead(), path, version)
 
 
+def xnor_model(trained: Path, path: Path, version: int) -> None:
+    """An XNOR model whose evaluation.json says accuracy 1.0 (its trainer's flipped labels)."""
+    save_module(XnorHead(), path, version)
+
+
+def write_golden(path: Path, inputs: list[list[int]], class_ids: list[int]) -> None:
+    """``assets.extra/golden.json`` of the version in ``path``."""
+    (path / "assets.extra").mkdir(parents=True, exist_ok=True)
+    document = {"inputs": inputs, "class_ids": class_ids}
+    (path / "assets.extra" / "golden.json").write_text(json.dumps(document))
+
+
+def golden_set_of_xnor(trained: Path, path: Path, version: int) -> None:
+    """The trained (right) model, with a golden set it must fail."""
+    publish_copy(trained, path.parent, version)
+    write_golden(path, [[0, 0], [0, 1], [1, 0], [1, 1]], [1, 0, 0, 1])
+
+
+def golden_set_malformed(trained: Path, path: Path, version: int) -> None:
+    publish_copy(trained, path.parent, version)
+    write_golden(path, [[0, 0], [0, 2]], [0, 1])
+
+
 def evaluation_of_another_version(trained: Path, path: Path, version: int) -> None:
     publish_copy(trained, path.parent, version)
     write_evaluation(path, version - 1)
@@ -116,4 +153,7 @@ BREAKERS: list[tuple[Breaker, str]] = [
     (evaluation_of_another_version, "model_version is"),
     (evaluation_missing, "evaluation.json: missing"),
     (accuracy_not_a_number, "metrics.accuracy must be a number"),
+    (xnor_model, "answers 4 of the 4 pairs of its golden set"),
+    (golden_set_of_xnor, "answers 4 of the 4 pairs of its golden set"),
+    (golden_set_malformed, r"inputs\[1\] must be a pair of the integers 0 or 1"),
 ]

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import faulthandler
+import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
+
+T = TypeVar("T")
+
+_BACKSTOP_SECONDS = 10.0
 
 
 def wait_for(
@@ -33,3 +40,35 @@ def wait_for(
             error = f" (last error: {last_error!r})" if last_error is not None else ""
             pytest.fail(f"timed out after {timeout} s waiting for {what}{error}")
         time.sleep(interval)
+
+
+def finishes(call: Callable[[], T], timeout: float = 30.0, *, what: str = "the call") -> T:
+    """``call()``'s result, run in a daemon thread: the test fails (rather than hangs) if it
+    has not returned within ``timeout`` seconds, e.g. a read that blocks for good.
+
+    A call blocked inside native code that holds the GIL (TensorFlow reading a FIFO does)
+    stops every Python thread, this one too; then faulthandler's own C thread ends the test
+    process (exit 1) ``_BACKSTOP_SECONDS`` later, dumping every thread's stack on stderr
+    (shown with ``pytest -s``: pytest's capture is lost with the process).
+    """
+    outcome: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:  # handed to the test's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="finishes", daemon=True)
+    faulthandler.dump_traceback_later(timeout + _BACKSTOP_SECONDS, exit=True)
+    try:
+        thread.start()
+        thread.join(timeout)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    if thread.is_alive():
+        pytest.fail(f"{what} did not return within {timeout} s (blocked?)")
+    if errors:
+        raise errors[0]
+    return outcome[0]

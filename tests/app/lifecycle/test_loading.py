@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import logging
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +15,12 @@ import pytest
 import tensorflow as tf
 
 from app.errors import ModelLoadError
-from app.lifecycle.loading import LoadedModel, load_version
+from app.lifecycle.discovery import MAX_VERSION
+from app.lifecycle.golden import GOLDEN_FILE
+from app.lifecycle.loading import EVALUATION_FILE, LoadedModel, load_version
 from tests.support import REPO
-from tests.support.versions import BREAKERS, Breaker
+from tests.support.versions import BREAKERS, Breaker, publish_copy, write_golden, xnor_model
+from tests.support.waiting import finishes
 
 PAIRS = [(0, 0), (0, 1), (1, 0), (1, 1)]
 
@@ -51,6 +57,91 @@ def test_load_version_rejects_a_broken_version(
     breaker(trained_version, path, 7)
     with pytest.raises(ModelLoadError, match=message):
         load_version(path, 7)
+
+
+def test_an_xnor_model_evaluated_at_1_0_is_refused_by_its_golden_set(model_dir: Path) -> None:
+    """Case 6: training on flipped labels gives XNOR with an evaluation saying 1.0; the
+    accuracy gate at 1 passes it, the golden set does not (with golden.json or without)."""
+    path = model_dir / "7"
+    xnor_model(Path(), path, 7)
+    with pytest.raises(ModelLoadError, match=r"golden set \(the XOR truth table\)"):
+        load_version(path, 7, min_accuracy=1.0)
+    write_golden(path, [[0, 0], [0, 1], [1, 0], [1, 1]], [0, 1, 1, 0])
+    with pytest.raises(ModelLoadError, match=r"golden set \(.*golden.json\)"):
+        load_version(path, 7, min_accuracy=1.0)
+
+
+def test_the_golden_set_or_the_truth_table_is_what_the_warm_up_runs(
+    model_dir: Path, trained_version: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="app.lifecycle")
+    path = publish_copy(trained_version, model_dir, 7)
+    (path / GOLDEN_FILE).unlink(missing_ok=True)
+    load_version(path, 7)
+    defaults = [r for r in caplog.records if getattr(r, "event", None) == "golden_set_default"]
+    assert [r.model_version for r in defaults] == [7]  # type: ignore[attr-defined]
+    caplog.clear()
+    write_golden(path, [[1, 0], [1, 1]], [1, 0])
+    calls: list[list[list[float]]] = []
+    real_run = LoadedModel.run
+
+    def recording_run(self: LoadedModel, features: npt.NDArray[np.float32]) -> Any:
+        calls.append(features.tolist())
+        return real_run(self, features)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LoadedModel, "run", recording_run)
+        load_version(path, 7)
+    assert calls == [[[1.0, 0.0], [1.0, 1.0]]]
+    assert not [r for r in caplog.records if getattr(r, "event", None) == "golden_set_default"]
+
+
+def test_versions_within_int64_only(model_dir: Path, trained_version: Path) -> None:
+    top = publish_copy(trained_version, model_dir, MAX_VERSION)
+    assert load_version(top, MAX_VERSION).version == 2**63 - 1
+    for version in (MAX_VERSION + 1, 2**64, 10**20):
+        path = publish_copy(trained_version, model_dir, version)
+        with pytest.raises(ModelLoadError, match="version number beyond int64"):
+            load_version(path, version)
+
+
+def _fifo(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    os.mkfifo(path)
+
+
+def _dev_zero(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    path.symlink_to("/dev/zero")
+
+
+def _shard(path: Path) -> Path:
+    (shard,) = (path / "variables").glob("variables.data-*")
+    return shard
+
+
+@pytest.mark.parametrize("make", [_fifo, _dev_zero], ids=["fifo", "dev zero"])
+@pytest.mark.parametrize(
+    "file",
+    [
+        lambda path: path / EVALUATION_FILE,
+        lambda path: path / GOLDEN_FILE,
+        lambda path: path / "variables" / "variables.index",
+        _shard,
+    ],
+    ids=["evaluation.json", "golden.json", "variables.index", "variables.data"],
+)
+def test_a_file_that_would_block_or_never_end_is_refused_at_once(
+    model_dir: Path,
+    trained_version: Path,
+    make: Callable[[Path], None],
+    file: Callable[[Path], Path],
+) -> None:
+    path = publish_copy(trained_version, model_dir, 7)
+    write_golden(path, [[0, 0], [0, 1], [1, 0], [1, 1]], [0, 1, 1, 0])
+    make(file(path))
+    with pytest.raises(ModelLoadError, match=r"must be a regular file, is a (FIFO|character)"):
+        finishes(lambda: load_version(path, 7), what="loading the version")
 
 
 def test_app_never_imports_training_or_keras() -> None:
