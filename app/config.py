@@ -88,6 +88,13 @@ class Settings(BaseSettings):
         gt=0,
         description="Largest request body accepted (bytes); larger bodies get 413 unread.",
     )
+    max_in_flight: int = Field(
+        64,
+        ge=1,
+        description="Most prediction requests (any API) served at once; beyond it they are "
+        "answered 503 `overloaded` with Retry-After at once, their bodies unread. Health, "
+        "metrics and documentation are not counted.",
+    )
     log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
     log_format: LogFormat = Field(
         LogFormat.JSON, description="Log line format: `json` (one object per line) or `text`."
@@ -96,7 +103,8 @@ class Settings(BaseSettings):
         True,
         description="One INFO line per request (logger `app.request`). Turn it off when a "
         "proxy in front logs requests already: it is ~12 % of a prediction's server time. "
-        "Errors are logged either way, and the HTTP metrics count every request.",
+        "Errors and clients that went away (499) are logged either way, and the HTTP metrics "
+        "count every request.",
     )
     shutdown_timeout_seconds: int = Field(
         20,

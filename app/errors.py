@@ -12,6 +12,7 @@ AppError                        anything app/ raises on purpose
     ├── UnsupportedMediaType    415 unsupported_media_type
     ├── InvalidInput            422 invalid_input, with one detail per offending location
     ├── ModelUnavailable        503 model_unavailable, with Retry-After
+    ├── Overloaded              503 overloaded: XOR_MAX_IN_FLIGHT predictions already running
     └── InternalError           500 internal_error (a bug; logged with its traceback)
 
 How an error looks on the wire is each API's business (``app.api``): the service's own routes
@@ -101,6 +102,11 @@ class InvalidInput(ApiError):
 class ModelUnavailable(ApiError):
     status = 503
     code = "model_unavailable"
+
+
+class Overloaded(ApiError):
+    status = 503
+    code = "overloaded"
 
 
 class InternalError(ApiError):

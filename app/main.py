@@ -27,7 +27,13 @@ from app.core.prediction import ModelCall, PredictionService, call_model
 from app.errors import ApiError
 from app.lifecycle.store import ModelStore
 from app.metrics import Metrics
-from app.server.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.server.middleware import (
+    BodyLimitMiddleware,
+    InFlightLimit,
+    InFlightLimitMiddleware,
+    MatchRoute,
+    RequestContextMiddleware,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,30 +115,39 @@ def create_app(
     handler = exception_handler(shapes)
     for exception_type in (ApiError, HTTPException, RequestValidationError):
         api.add_exception_handler(exception_type, handler)
-    # The same middleware on both ways, innermost first: the body limit, then the request
-    # context, which sees every response (the 413s too).
-    middleware: list[tuple[Any, dict[str, Any]]] = [
-        (BodyLimitMiddleware, {"max_body_bytes": settings.max_body_bytes}),
-        (
-            RequestContextMiddleware,
-            {"metrics": services.metrics, "access_log": settings.access_log},
-        ),
-    ]
-    for middleware_class, options in middleware:
-        api.add_middleware(middleware_class, render_error=shapes.render, **options)
+    # The same middleware on both ways, innermost first: the body limit, the cap on
+    # predictions in flight (one count for both ways), then the request context, which sees
+    # every response (the 413s and 503s too).
+    in_flight = InFlightLimit(settings.max_in_flight, services.metrics)
+    services.metrics.watch_in_flight(lambda: in_flight.in_flight)
+    hot_routes = (*service_routes.HOT_ROUTES, *tfserving_routes.HOT_ROUTES, *oip_routes.HOT_ROUTES)
+    body_limit = (BodyLimitMiddleware, {"max_body_bytes": settings.max_body_bytes})
+    context = (
+        RequestContextMiddleware,
+        {"metrics": services.metrics, "access_log": settings.access_log},
+    )
+
+    def cap(match: MatchRoute | None) -> tuple[Any, dict[str, Any]]:
+        return InFlightLimitMiddleware, {"limit": in_flight, "match": match}
+
     api.state.services = services  # for tests and tools; routes use the lifespan state
     if not plain_prediction_routes:
+        # FastAPI answers the prediction routes too: its cap picks them out by method and path
+        # before FastAPI routes them, so that a refused request's body is not read either.
+        routes = PredictionRoutes(hot_routes, services)
+
+        def prediction_route(method: str, path: str) -> HotRoute | None:
+            found = routes.route_for(method, path)
+            return None if found is None else found[0]
+
+        for middleware_class, options in (body_limit, cap(prediction_route), context):
+            api.add_middleware(middleware_class, render_error=shapes.render, **options)
         return ServiceApp(api, None, None)
-    predictions = PredictionRoutes(
-        (
-            *service_routes.HOT_ROUTES,
-            *tfserving_routes.HOT_ROUTES,
-            *oip_routes.HOT_ROUTES,
-            *extra_hot_routes,
-        ),
-        services,
-    )
+    # No prediction request reaches FastAPI: its stack has nothing to cap.
+    for middleware_class, options in (body_limit, context):
+        api.add_middleware(middleware_class, render_error=shapes.render, **options)
+    predictions = PredictionRoutes((*hot_routes, *extra_hot_routes), services)
     plain: ASGIApp = predictions
-    for middleware_class, options in middleware:
+    for middleware_class, options in (body_limit, cap(None), context):
         plain = middleware_class(plain, render_error=shapes.render, **options)
     return ServiceApp(api, predictions, plain)

@@ -40,6 +40,19 @@ class _FileProblemsCollector(Collector):
         yield gauge
 
 
+class _InFlightCollector(Collector):
+    def __init__(self, in_flight: Callable[[], int]) -> None:
+        self._in_flight = in_flight
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "xor_http_requests_in_flight",
+            "Prediction requests being served now (capped by XOR_MAX_IN_FLIGHT)",
+        )
+        gauge.add_metric([], float(self._in_flight()))
+        yield gauge
+
+
 class _ServedModelCollector(Collector):
     def __init__(self, current: Callable[[], LoadedModel | None]) -> None:
         self._current = current
@@ -104,6 +117,13 @@ class Metrics:
             ["route", "method", "status"],
             registry=self.registry,
         )
+        self.http_overloaded = Counter(
+            "xor_http_requests_overloaded",
+            "Prediction requests answered 503 overloaded at once (XOR_MAX_IN_FLIGHT were in "
+            "flight), by route template",
+            ["route"],
+            registry=self.registry,
+        )
         self.http_latency = Histogram(
             "xor_http_request_duration_seconds",
             "HTTP request latency, by route template",
@@ -160,6 +180,14 @@ class Metrics:
     def watch_files(self, problems: Callable[[], Mapping[int, str]]) -> None:
         """Report loaded versions whose files changed on disk (``problems()`` once per scrape)."""
         self.registry.register(_FileProblemsCollector(problems))
+
+    def watch_in_flight(self, in_flight: Callable[[], int]) -> None:
+        """Report the prediction requests in flight (``in_flight()`` once per scrape: nothing
+        is counted on the request path)."""
+        self.registry.register(_InFlightCollector(in_flight))
+
+    def overloaded(self, route: str) -> None:
+        self.http_overloaded.labels(route).inc()
 
     def load_finished(self, *, success: bool, seconds: float) -> None:
         self.model_loads.labels("success" if success else "failure").inc()

@@ -2,7 +2,11 @@
 
 - :class:`RequestContextMiddleware` (outermost): request id, one log line (unless turned off)
   and the HTTP metrics per request, and a 500 in the error shape for any exception that
-  escaped the routes.
+  escaped the routes. A client that went away is not a server error: status 499 (nginx's
+  "client closed request") in the log line and the metrics, no traceback.
+- :class:`InFlightLimitMiddleware`: 503 ``overloaded`` at once for a prediction request beyond
+  the cap on those in flight (:class:`InFlightLimit`), before its body is read, so that a burst
+  costs neither the memory of the bodies nor the event loop's time to parse them.
 - :class:`BodyLimitMiddleware`: 413 for a body over the limit, decided before anything is
   parsed: at once from ``Content-Length``, otherwise (chunked uploads) as soon as the bytes
   received pass the limit, so at most the limit plus one chunk is ever held.
@@ -10,17 +14,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import ApiError, InternalError, PayloadTooLarge
+from app.errors import ApiError, InternalError, Overloaded, PayloadTooLarge
 from app.metrics import Metrics
 
 # Renders an error in the shape of the API that owns the request's path.
@@ -30,6 +37,14 @@ log = logging.getLogger("app.request")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+
+# nginx's status for a request whose client closed the connection before it was answered.
+CLIENT_CLOSED_REQUEST = 499
+# The key in a request's ``scope["state"]`` under which the server says why it closed the
+# connection itself (app.server.uvicorn_hooks: the read deadline); absent, the client did.
+DISCONNECT_REASON = "disconnect_reason"
+# Seconds an overloaded client is asked to wait (Retry-After): the burst is usually gone by then.
+OVERLOADED_RETRY_AFTER_SECONDS = 1
 
 
 def _route_template(scope: Scope) -> str:
@@ -59,45 +74,135 @@ class RequestContextMiddleware:
         start = time.perf_counter()
         status = 500
         started = False
+        undelivered = False  # the server could not write the response: the connection is gone
+        disconnected: str | None = None  # how the client was lost, if it was
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, started
+            nonlocal status, started, undelivered
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
-            await send(message)
+            try:
+                await send(message)
+            except OSError:  # as ASGI 2.4 servers (and ours) raise on a closed connection
+                undelivered = True
+                raise
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
-            log.exception(
-                "unhandled error",
-                extra={"event": "unhandled_error", "request_id": request_id},
-            )
-            if started:
-                raise  # too late for a clean error response: let the server drop the connection
-            error = InternalError(f"internal error; see the server log for request {request_id}")
-            await self.render_error(error, scope["path"])(scope, receive, send_with_id)
+        except Exception as exc:
+            if undelivered:
+                disconnected = "before the response was delivered"
+            elif isinstance(exc, ClientDisconnect):  # raised by a body read
+                disconnected = "before its request arrived whole"
+            else:
+                log.exception(
+                    "unhandled error",
+                    extra={"event": "unhandled_error", "request_id": request_id},
+                )
+                if started:
+                    raise  # too late for a clean error response: let the server drop it
+                error = InternalError(
+                    f"internal error; see the server log for request {request_id}"
+                )
+                with contextlib.suppress(OSError):  # the client is gone too: logged above
+                    await self.render_error(error, scope["path"])(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - start
             method = scope["method"]
+            if disconnected is not None:
+                status = CLIENT_CLOSED_REQUEST
             self.metrics.request_finished(_route_template(scope), method, status, seconds)
-            if self.access_log:
-                log.info(
-                    "%s %s %d",
-                    method,
-                    scope["path"],
-                    status,
-                    extra={
-                        "event": "request",
-                        "method": method,
-                        "path": scope["path"],
-                        "status": status,
-                        "latency_ms": round(seconds * 1000, 3),
-                        "request_id": request_id,
-                    },
-                )
+            if disconnected is not None or self.access_log:
+                _log_request(scope, status, seconds, request_id, disconnected)
+
+
+def _log_request(
+    scope: Scope, status: int, seconds: float, request_id: str, disconnected: str | None
+) -> None:
+    """The request's line. For a client that is gone it is logged whatever the access log
+    setting (the one line it leaves): INFO if the client left, WARNING if the server cut it off
+    (with the reason the server put in the scope)."""
+    method, path = scope["method"], scope["path"]
+    fields: dict[str, Any] = {
+        "event": "request",
+        "method": method,
+        "path": path,
+        "status": status,
+        "latency_ms": round(seconds * 1000, 3),
+        "request_id": request_id,
+    }
+    if disconnected is None:
+        log.info("%s %s %d", method, path, status, extra=fields)
+        return
+    reason = scope["state"].get(DISCONNECT_REASON)
+    level = logging.INFO if reason is None else logging.WARNING
+    fields["disconnected"] = reason or f"the client disconnected {disconnected}"
+    log.log(level, "%s %s %d: %s", method, path, status, fields["disconnected"], extra=fields)
+
+
+class InFlightLimit:
+    """The cap on prediction requests in flight (XOR_MAX_IN_FLIGHT) and how many there are:
+    one per app, shared by every :class:`InFlightLimitMiddleware` (both ways a prediction
+    request may take). Plain counters: everything runs on one event loop."""
+
+    def __init__(self, limit: int, metrics: Metrics) -> None:
+        self.limit = limit
+        self.in_flight = 0
+        self.metrics = metrics
+
+
+# Which route a request takes, if it is one the cap applies to (its ``path`` labels metrics).
+MatchRoute = Callable[[str, str], Any]
+
+
+class InFlightLimitMiddleware:
+    """503 ``overloaded`` with ``Retry-After`` for a prediction request beyond the cap,
+    answered before the body is read (its bytes are discarded by the server as they come).
+
+    ``match`` picks the capped requests by method and path when this middleware sees others
+    too (FastAPI's stack); None: every request it sees is capped (the plain prediction way).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limit: InFlightLimit,
+        render_error: RenderError,
+        match: MatchRoute | None = None,
+    ) -> None:
+        self.app = app
+        self.limit = limit
+        self.render_error = render_error
+        self.match = match
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = None if self.match is None else self.match(scope["method"], scope["path"])
+        if self.match is not None and route is None:
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit
+        if limit.in_flight >= limit.limit:
+            if route is not None:
+                scope["route"] = route  # as the router would have: it labels the metrics
+            limit.metrics.overloaded(_route_template(scope))
+            error = Overloaded(
+                f"the server is busy: {limit.limit} prediction requests are in flight "
+                "(XOR_MAX_IN_FLIGHT); retry shortly",
+                headers={"Retry-After": str(OVERLOADED_RETRY_AFTER_SECONDS)},
+            )
+            await self.render_error(error, scope["path"])(scope, receive, send)
+            return
+        limit.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            limit.in_flight -= 1
 
 
 class BodyLimitMiddleware:

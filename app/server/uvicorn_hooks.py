@@ -2,13 +2,16 @@
 
 - :func:`guarded_httptools`: uvicorn's httptools protocol with a read deadline per request
   and a cap on header bytes (uvicorn has neither setting, and httptools' own header limit
-  cannot be changed), and a shutdown that lets a connection finish a request it has started
-  sending.
+  cannot be changed), a shutdown that lets a connection finish a request it has started
+  sending, pipelined requests answered in order up to a malformed one, and a response that
+  cannot be delivered reported to the app (ASGI 2.4's ``OSError``) instead of dropped.
 - :class:`GracefulServer`: at shutdown, the connections already in the listeners' accept queue
   are taken over and served; uvicorn closes the listeners, which resets them.
 
-Both lean on uvicorn's internals (the protocol's ``cycle``, ``transport`` and ``loop``, its
-callbacks, the protocol's constructor arguments, ``Server.shutdown``), checked against
+Both lean on uvicorn's internals (the protocol's ``cycle``, ``pipeline``, ``flow``,
+``transport`` and ``loop``, its callbacks and ``send_400_response``, a cycle's ``send``,
+``disconnected``, ``more_body`` and ``scope``, the protocol's constructor arguments,
+``Server.shutdown``), checked against
 uvicorn 0.54 (the range ``pyproject.toml`` allows). ``tests/app/server/test_uvicorn_hooks.py``
 fails, naming the hook, if any of them changes shape in another uvicorn.
 """
@@ -16,19 +19,49 @@ fails, naming the hook, if any of them changes shape in another uvicorn.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
-from typing import Protocol, cast
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from app.server.middleware import DISCONNECT_REASON
+
+if TYPE_CHECKING:
+    from uvicorn._types import ASGISendEvent
 
 log = logging.getLogger(__name__)
 
 # At shutdown, how long a just-accepted connection that has sent nothing yet may take to start
 # its request (its bytes are usually already on the wire).
 SHUTDOWN_FIRST_BYTE_GRACE = 1.0
+
+
+class ResponseNotDelivered(ConnectionError):
+    """Raised by a response's ``send`` once its connection is closed (as ASGI 2.4 asks):
+    uvicorn returns silently, and the app would log a response as sent that nobody got."""
+
+
+def _reporting_send(
+    cycle: RequestResponseCycle,
+) -> Callable[[ASGISendEvent], Coroutine[Any, Any, None]]:
+    """``cycle.send``, raising :class:`ResponseNotDelivered` when the response cannot reach
+    the client: its connection is closed or closing, or was lost while the write waited."""
+    send = cycle.send
+
+    async def reporting_send(message: ASGISendEvent) -> None:
+        if not cycle.response_complete and (cycle.disconnected or cycle.transport.is_closing()):
+            cycle.disconnected = True  # uvicorn then logs no "returned without a response"
+            raise ResponseNotDelivered("the connection is closed")
+        await send(message)
+        if cycle.disconnected and not cycle.response_complete:
+            raise ResponseNotDelivered("the connection was lost while the response was written")
+
+    return reporting_send
 
 
 def guarded_httptools(read_timeout: float, max_header_bytes: int) -> type[HttpToolsProtocol]:
@@ -40,6 +73,14 @@ def guarded_httptools(read_timeout: float, max_header_bytes: int) -> type[HttpTo
       incomplete, or the connection is closed (the app sees a disconnect).
     - More than ``max_header_bytes`` received before the headers end: 431, connection closed.
     Idle keep-alive connections stay uvicorn's business (``timeout_keep_alive``).
+
+    Pipelining: uvicorn answers a malformed request at once with 400 and closes the connection,
+    which cut off the answers to the requests received whole before it (their apps then wrote
+    into a closed transport). Here every refusal (400, 408, 431) waits for those answers and
+    comes after them; nothing after the malformed request is read. When the connection is lost
+    anyway, every request on it is told (uvicorn tells only the newest), a response that can no
+    longer be delivered raises in the app's ``send`` (the app logs it as such, 499), and
+    pipelined requests that never started are logged as not answered.
 
     At shutdown uvicorn closes every connection without a request in progress. That loses a
     request whose connection was accepted just before the signal but whose bytes were still on
@@ -56,16 +97,35 @@ def guarded_httptools(read_timeout: float, max_header_bytes: int) -> type[HttpTo
         _reading_headers = True
         _header_bytes = 0
         _draining = False  # the server is shutting down: this connection serves one last request
+        # A refusal held back until the requests before it are answered (see _answer_last).
+        _last_answer: Callable[[], None] | None = None
+        _cycles: list[RequestResponseCycle]  # this connection's requests (answered ones pruned)
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            self._cycles = []
             super().connection_made(transport)
             self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            for cycle in self._cycles:
+                if not cycle.response_complete:  # uvicorn tells only the newest request
+                    cycle.disconnected = True
+                    cycle.message_event.set()
+            if self.pipeline:  # received whole, never started: the app never saw them
+                reason = self.pipeline[0][0].scope["state"].get(DISCONNECT_REASON)
+                log.log(
+                    logging.INFO if reason is None else logging.WARNING,
+                    "connection closed with %d pipelined requests not answered%s",
+                    len(self.pipeline),
+                    f": {reason}" if reason else "",
+                    extra={"event": "pipelined_not_answered", "count": len(self.pipeline)},
+                )
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
+            if self._last_answer is not None:
+                return  # a refusal is pending: nothing after the refused request is read
             if self._reading_headers:
                 self._header_bytes += len(data)
             super().data_received(data)
@@ -78,9 +138,25 @@ def guarded_httptools(read_timeout: float, max_header_bytes: int) -> type[HttpTo
 
         def on_headers_complete(self) -> None:
             self._reading_headers = False
+            previous = self.cycle
             super().on_headers_complete()
-            if self._draining and self.cycle is not None:
-                self.cycle.keep_alive = False
+            cycle = self.cycle
+            if cycle is not previous and cycle is not None:  # a new request (not an upgrade)
+                self._cycles = [c for c in self._cycles if not c.response_complete]
+                self._cycles.append(cycle)
+                cycle.send = _reporting_send(cycle)  # type: ignore[method-assign,assignment]
+            if self._draining and cycle is not None:
+                cycle.keep_alive = False
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            answer = self._last_answer
+            if answer is not None and not self._answers_owed() and not self.transport.is_closing():
+                self._last_answer = None
+                answer()
+
+        def send_400_response(self, msg: str) -> None:
+            self._answer_last(functools.partial(super().send_400_response, msg))
 
         def shutdown(self) -> None:
             idle = self.cycle is None or self.cycle.response_complete
@@ -111,16 +187,45 @@ def guarded_httptools(read_timeout: float, max_header_bytes: int) -> type[HttpTo
             if self._reading_headers:
                 self._refuse(b"408 Request Timeout", "request not received in time")
             elif not self.transport.is_closing():
-                log.warning(
-                    "closing a connection whose request body stalled",
-                    extra={"event": "request_timeout"},
+                # A body that stalled: each request on the connection logs why it was lost
+                # (the app's line, or connection_lost's for pipelined ones never started).
+                reason = (
+                    f"the server closed the connection: a request body did not arrive within "
+                    f"{read_timeout:g} s (XOR_REQUEST_TIMEOUT_SECONDS)"
                 )
+                for cycle in self._cycles:
+                    cycle.scope["state"][DISCONNECT_REASON] = reason
                 self.transport.close()
 
+        def _answers_owed(self) -> bool:
+            """Whether requests received whole on this connection still await their answer
+            (the newest one received whole, or queued behind another, means all before it)."""
+            cycle = self.cycle
+            return cycle is not None and not cycle.response_complete and not cycle.more_body
+
+        def _answer_last(self, answer: Callable[[], None]) -> None:
+            """Refuse the request being read with ``answer`` (a response that closes the
+            connection) once the requests received whole before it are answered; at once if
+            none are. A request whose body was still arriving is cut off with the connection:
+            the rest of its body will not come."""
+            if self._last_answer is not None or self.transport.is_closing():
+                return
+            if not self._answers_owed():
+                answer()
+                return
+            self._last_answer = answer
+            self._disarm()
+            self.flow.pause_reading()
+
         def _refuse(self, status: bytes, why: str) -> None:
-            if self.transport.is_closing():
+            if self.transport.is_closing() or self._last_answer is not None:
                 return
             log.warning("refusing a request: %s", why, extra={"event": "request_refused"})
+            self._answer_last(functools.partial(self._write_refusal, status))
+
+        def _write_refusal(self, status: bytes) -> None:
+            if self.transport.is_closing():
+                return
             self.transport.write(
                 b"HTTP/1.1 " + status + b"\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
             )

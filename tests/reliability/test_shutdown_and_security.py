@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from app.server.uvicorn_hooks import GracefulServer, accept_queued, guarded_httptools
 from tests.support import REPO
 from tests.support.server import start_server
+from tests.support.sockets import read_until_closed
 from tests.support.versions import publish_copy
 from tests.support.waiting import wait_for
 
@@ -86,14 +87,6 @@ def test_sigterm_under_load_completes_every_accepted_request(
     assert exit_code == 0
 
 
-def _read_until_closed(sock: socket.socket) -> bytes:
-    sock.settimeout(15)
-    received = b""
-    while chunk := sock.recv(65536):
-        received += chunk
-    return received
-
-
 def test_sigterm_serves_a_request_still_on_its_way_and_drops_silent_connections(
     tmp_path: Path, trained_version: Path
 ) -> None:
@@ -114,11 +107,11 @@ def test_sigterm_serves_a_request_still_on_its_way_and_drops_silent_connections(
         time.sleep(0.3)
         body = b'{"instances": [[0, 1]]}'
         late.sendall(b"content-length: %d\r\n\r\n%s" % (len(body), body))
-        head, _, payload = _read_until_closed(late).partition(b"\r\n\r\n")
+        head, _, payload = read_until_closed(late).partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 "), head
         assert b"connection: close" in head.lower()
         assert json.loads(payload)["predictions"][0]["class_id"] == 1
-        assert _read_until_closed(silent) in (
+        assert read_until_closed(silent) in (
             b"",
             b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
         )
@@ -169,7 +162,7 @@ def test_shutdown_serves_connections_waiting_in_the_accept_queue() -> None:
         answers = []
         for client in clients:
             with client:
-                answers.append(_read_until_closed(client))
+                answers.append(read_until_closed(client))
         return answers
 
     for answer in asyncio.run(scenario()):

@@ -21,9 +21,13 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 if TYPE_CHECKING:
+    from app.api.hot import ServiceApp
     from app.config import Settings
 
-__all__ = ["TestClient", "serving_client", "serving_settings"]
+__all__ = ["WAYS", "TestClient", "served_app", "serving_client", "serving_settings"]
+
+# The two ways a prediction request may take: the plain ASGI routes, or FastAPI's own.
+WAYS = ("plain", "fastapi")
 
 
 def serving_settings(model_dir: Path, **overrides: Any) -> Settings:
@@ -40,3 +44,16 @@ def serving_client(model_dir: Path, **overrides: Any) -> Iterator[TestClient]:
 
     with TestClient(create_app(serving_settings(model_dir, **overrides))) as client:
         yield client
+
+
+def served_app(model_dir: Path, way: str, **overrides: Any) -> ServiceApp:
+    """An app on ``model_dir`` with its newest version loaded, its prediction requests taking
+    ``way`` (one of WAYS); no lifespan (nothing polls), for tests that drive it by hand."""
+    from app.main import create_app
+
+    app = create_app(
+        serving_settings(model_dir, **overrides), plain_prediction_routes=way == "plain"
+    )
+    app.state.services.store.refresh()
+    assert app.state.services.store.current is not None
+    return app

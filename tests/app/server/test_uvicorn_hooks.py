@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 import uvicorn
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
 from app.server.uvicorn_hooks import GracefulServer, guarded_httptools
 
 READ_GUARD = "guarded_httptools (read deadline, header cap, draining at shutdown)"
+PIPELINE = "guarded_httptools (pipelined answers before a refusal, lost connections reported)"
 TAKEOVER = "GracefulServer.shutdown (serving the accept queue at shutdown)"
 
 
@@ -36,6 +38,8 @@ def _parameters(function: Callable[..., Any]) -> list[str]:
         ("on_headers_complete", ["self"]),
         ("on_message_complete", ["self"]),
         ("shutdown", ["self"]),
+        ("on_response_complete", ["self"]),
+        ("send_400_response", ["self", "msg"]),
     ],
 )
 def test_the_protocol_callbacks_the_guard_extends_keep_their_shape(
@@ -72,6 +76,36 @@ def test_a_protocol_holds_the_state_the_guard_reads() -> None:
         assert attribute in cycle_source, (
             f"RequestResponseCycle no longer sets {attribute}: {READ_GUARD}"
         )
+
+
+def test_the_request_cycle_keeps_what_the_pipelining_guard_uses() -> None:
+    """Each request's ``send`` is replaced by one that raises on a lost connection: the app
+    must get the cycle's ``send`` as looked up per call; the guard reads and sets the cycle's
+    state, and sees uvicorn's 400 and completed responses through overridable methods."""
+    cycle_source = inspect.getsource(RequestResponseCycle.__init__)
+    for attribute in (
+        "self.disconnected",
+        "self.more_body",
+        "self.message_event",
+        "self.scope",
+        "self.transport",
+    ):
+        assert attribute in cycle_source, (
+            f"RequestResponseCycle no longer sets {attribute}: {PIPELINE}"
+        )
+    assert "self.send" in inspect.getsource(RequestResponseCycle.run_asgi), PIPELINE
+    assert inspect.iscoroutinefunction(RequestResponseCycle.send), PIPELINE
+    assert _parameters(RequestResponseCycle.send) == ["self", "message"], PIPELINE
+    assert "self.send_400_response(" in inspect.getsource(HttpToolsProtocol.data_received), (
+        f"uvicorn answers a malformed request other than through send_400_response: {PIPELINE}"
+    )
+    headers_source = inspect.getsource(HttpToolsProtocol.on_headers_complete)
+    for expression in ("on_response=self.on_response_complete", "self.pipeline", "self.cycle ="):
+        assert expression in headers_source, f"on_headers_complete lost {expression}: {PIPELINE}"
+    protocol_source = inspect.getsource(HttpToolsProtocol.__init__)
+    for attribute in ("self.pipeline", "self.flow"):
+        assert attribute in protocol_source, f"HttpToolsProtocol has no {attribute}: {PIPELINE}"
+    assert callable(getattr(FlowControl, "pause_reading", None)), PIPELINE
 
 
 def test_protocols_are_built_with_the_arguments_the_takeover_passes() -> None:

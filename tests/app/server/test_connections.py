@@ -1,0 +1,225 @@
+"""One connection of the guarded httptools protocol (``app.server.uvicorn_hooks``), in process:
+pipelined requests are answered in order up to a refused one, and every request on a lost
+connection learns it.
+
+The protocol runs on a real event loop over a transport that records what is written (and, as
+uvloop's does, raises on a write after ``close``), fed bytes by the test as a client would send
+them. The app answers each request with its path, once the test lets it (``gates``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from app.server.middleware import DISCONNECT_REASON
+from app.server.uvicorn_hooks import ResponseNotDelivered, guarded_httptools
+
+
+class RecordingTransport(asyncio.Transport):
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self.loop = loop
+        self.protocol: asyncio.Protocol | None = None
+        self.written = bytearray()
+        self.closing = False
+        self.closed = asyncio.Event()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        addresses = {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}
+        return addresses.get(name, default)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self.closing:
+            raise RuntimeError("unable to perform operation: the handler is closed")
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        if not self.closing:
+            self.closing = True
+            assert self.protocol is not None
+            self.loop.call_soon(self.protocol.connection_lost, None)
+            self.loop.call_soon(self.closed.set)
+
+    def lose(self) -> None:
+        """The client is gone (a reset): the protocol is told, as the event loop tells it."""
+        self.closing = True
+        assert self.protocol is not None
+        self.protocol.connection_lost(ConnectionResetError())
+        self.closed.set()
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+@dataclass
+class PathApp:
+    """Answers 200 with the request's path once ``gates[path]`` is set (at once without one);
+    records each request's scope state and what its ``send`` raised."""
+
+    gates: dict[str, asyncio.Event] = field(default_factory=dict)
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    send_errors: dict[str, BaseException] = field(default_factory=dict)
+    started: list[str] = field(default_factory=list)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope["path"]
+        self.started.append(path)
+        self.states[path] = scope["state"]
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            more = message.get("more_body", False)
+        if path in self.gates:
+            await self.gates[path].wait()
+        body = path.encode()
+        start = {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", str(len(body)).encode())],
+        }
+        try:
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
+        except OSError as exc:
+            self.send_errors[path] = exc
+
+
+def get(path: str) -> bytes:
+    return b"GET %s HTTP/1.1\r\nhost: x\r\n\r\n" % path.encode()
+
+
+def responses(written: bytes) -> list[tuple[int, bytes]]:
+    """(status, body) of each response in ``written`` (bodies sized by content-length)."""
+    answers = []
+    rest = written
+    while rest:
+        head, _, rest = rest.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        headers = dict(line.lower().split(b": ", 1) for line in lines[1:])
+        length = int(headers.get(b"content-length", b"0"))
+        answers.append((int(lines[0].split()[1]), rest[:length]))
+        rest = rest[length:]
+    return answers
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def connect(
+    loop: asyncio.AbstractEventLoop,
+    app: PathApp,
+    *,
+    read_timeout: float = 30.0,
+    max_header_bytes: int = 65_536,
+) -> tuple[HttpToolsProtocol, RecordingTransport]:
+    config = uvicorn.Config(app, lifespan="off", log_config=None, proxy_headers=False)
+    protocol_class = guarded_httptools(read_timeout, max_header_bytes)
+    protocol = protocol_class(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+    transport = RecordingTransport(loop)
+    transport.protocol = protocol
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+def run_until_closed(loop: asyncio.AbstractEventLoop, transport: RecordingTransport) -> None:
+    loop.run_until_complete(asyncio.wait_for(transport.closed.wait(), timeout=30))
+    loop.run_until_complete(asyncio.sleep(0))  # callbacks scheduled by the close
+
+
+def test_pipelined_requests_before_a_malformed_one_are_answered_first(
+    loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = PathApp()
+    protocol, transport = connect(loop, app)
+    with caplog.at_level(logging.INFO):
+        protocol.data_received(get("/a") + get("/b") + b"GARBAGE \x00\x01 HTTP/1.1\r\n\r\n")
+        run_until_closed(loop, transport)
+    assert responses(bytes(transport.written)) == [
+        (200, b"/a"),
+        (200, b"/b"),
+        (400, b"Invalid HTTP request received."),
+    ]
+    assert app.send_errors == {}
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_oversized_headers_after_a_pipelined_request_are_refused_after_its_answer(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    app = PathApp(gates={"/a": asyncio.Event()})
+    protocol, transport = connect(loop, app, max_header_bytes=200)
+    protocol.data_received(get("/a") + b"GET /b HTTP/1.1\r\nx-big: ")
+    protocol.data_received(b"a" * 300)  # /a is still being answered
+    loop.run_until_complete(asyncio.sleep(0))
+    assert transport.written == b"" and not transport.closing
+    app.gates["/a"].set()
+    run_until_closed(loop, transport)
+    assert [status for status, _ in responses(bytes(transport.written))] == [200, 431]
+
+
+def test_a_request_not_arriving_in_time_is_refused_after_the_answer_before_it(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    app = PathApp(gates={"/a": asyncio.Event()})
+    protocol, transport = connect(loop, app, read_timeout=0.01)
+    protocol.data_received(get("/a") + b"GET /b HTTP/1.1\r\nhost")  # /b never finishes
+    loop.run_until_complete(asyncio.sleep(0.05))  # /b's read deadline passes
+    assert transport.written == b""
+    app.gates["/a"].set()
+    run_until_closed(loop, transport)
+    assert [status for status, _ in responses(bytes(transport.written))] == [200, 408]
+
+
+def test_a_lost_connection_reaches_every_request_on_it(
+    loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    """uvicorn marks only the newest request disconnected: the one being answered wrote into
+    a closed transport (a traceback, and a response logged as sent). Here its ``send`` raises
+    and the pipelined one that never started is logged as not answered."""
+    app = PathApp(gates={"/a": asyncio.Event()})
+    protocol, transport = connect(loop, app)
+    protocol.data_received(get("/a") + get("/b"))
+    loop.run_until_complete(asyncio.sleep(0))
+    assert app.started == ["/a"]
+    with caplog.at_level(logging.INFO):
+        transport.lose()
+        app.gates["/a"].set()
+        loop.run_until_complete(asyncio.sleep(0.01))
+    assert isinstance(app.send_errors.get("/a"), ResponseNotDelivered)
+    assert app.started == ["/a"] and transport.written == b""
+    (line,) = [r for r in caplog.records if getattr(r, "event", None) == "pipelined_not_answered"]
+    assert line.levelno == logging.INFO and line.count == 1  # type: ignore[attr-defined]
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_a_body_cut_off_by_the_read_deadline_tells_the_app_why(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    app = PathApp()
+    protocol, transport = connect(loop, app, read_timeout=0.01)
+    protocol.data_received(b"POST /slow HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n12345")
+    run_until_closed(loop, transport)
+    reason = app.states["/slow"][DISCONNECT_REASON]
+    assert "did not arrive within 0.01 s" in reason and "XOR_REQUEST_TIMEOUT_SECONDS" in reason
+    assert transport.written == b""
