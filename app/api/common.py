@@ -100,7 +100,8 @@ _PROTOCOL_ERRORS = {
     405: "Method not allowed",
     413: "Request body larger than XOR_MAX_BODY_BYTES",
     500: "Internal error",
-    503: "No model is loaded yet (with Retry-After)",
+    503: "No model is loaded yet, or XOR_MAX_IN_FLIGHT predictions are in flight (with "
+    "Retry-After)",
 }
 
 

@@ -70,7 +70,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         415: "Content-Type is not application/json",
         422: "Valid JSON, invalid request; `details` names each offending location",
         500: "Internal error",
-        503: "No model is loaded yet (with Retry-After)",
+        503: "`model_unavailable`: no model is loaded yet; `overloaded`: XOR_MAX_IN_FLIGHT "
+        "predictions are in flight (both with Retry-After)",
     }
     return {
         status: {"model": ErrorResponse, "description": descriptions[status]} for status in statuses

@@ -86,3 +86,18 @@ def test_protocol_routes_document_their_bodies_and_error_shape(served_client: Te
             assert ref == "#/components/schemas/ProtocolErrorResponse"
     error = document["components"]["schemas"]["ProtocolErrorResponse"]
     assert error["properties"]["error"]["type"] == "string"
+
+
+def test_the_503s_of_the_prediction_routes_document_both_causes(
+    served_client: TestClient,
+) -> None:
+    paths = served_client.get("/openapi.json").json()["paths"]
+    for path in (
+        "/predict",
+        "/v1/models/{model_name}:predict",
+        "/v2/models/{model_name}/infer",
+    ):
+        description = paths[path]["post"]["responses"]["503"]["description"]
+        assert "XOR_MAX_IN_FLIGHT" in description, path
+        assert "no model is loaded" in description.lower(), path
+    assert "overloaded" in paths["/predict"]["post"]["responses"]["503"]["description"]
