@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -36,6 +36,7 @@ RenderError = Callable[[ApiError, str], Response]
 log = logging.getLogger("app.request")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_HEADER_KEY = REQUEST_ID_HEADER.lower().encode("latin-1")
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 
 # nginx's status for a request whose client closed the connection before it was answered.
@@ -45,6 +46,16 @@ CLIENT_CLOSED_REQUEST = 499
 DISCONNECT_REASON = "disconnect_reason"
 # Seconds an overloaded client is asked to wait (Retry-After): the burst is usually gone by then.
 OVERLOADED_RETRY_AFTER_SECONDS = 1
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    """A request header's value ("" if absent): ``name`` lower-case, as ASGI servers send
+    header names. Scanned directly: ``starlette.datastructures.Headers`` lower-cases every
+    name on each lookup, and this runs twice per request on the prediction path."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
 
 
 def _route_template(scope: Scope) -> str:
@@ -68,7 +79,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        sent = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
+        sent = _header(scope, _REQUEST_ID_HEADER_KEY)
         request_id = sent if _SANE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         start = time.perf_counter()
@@ -220,7 +231,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length", "")
+        declared = _header(scope, b"content-length")
         if declared.isascii() and declared.isdigit() and int(declared) > self.max_body_bytes:
             # Answered without reading the body.
             await self.render_error(self._too_large(declared), scope["path"])(scope, receive, send)
