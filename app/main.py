@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
 from app.api.dependencies import Services
+from app.api.docs import add_docs
 from app.api.errors import ErrorShapes, exception_handler
 from app.api.hot import HotRoute, PredictionRoutes, ServiceApp
 from app.api.oip import routes as oip_routes
@@ -105,9 +106,12 @@ def create_app(
         summary="Serves the XOR DNNClassifier's published SavedModel versions.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from app.api.docs, with no CDN
+        redoc_url=None,
     )
     for module in (service_routes, tfserving_routes, oip_routes):
         api.include_router(module.router)
+    add_docs(api)
     shapes = ErrorShapes(
         default=render_service_error,
         shapes=[tfserving_routes.ERROR_SHAPE, oip_routes.ERROR_SHAPE],
