@@ -7,21 +7,46 @@ a graceful shutdown (SIGTERM/SIGINT), 1 if the server could not start (e.g. port
 
 from __future__ import annotations
 
-import os
+import logging
 import sys
 
-from app.config import ENV_PREFIX, Settings, load_settings
+from app.config import ENV_PREFIX, RENAMED_VARIABLES, Settings, load_settings
 from app.errors import ConfigError
-from app.server.logging import configure_logging
+from app.server.logging import LogFormat, configure_logging
+from xorlog.tfstartup import DEFAULT_MIN_LOG_LEVEL, VARIABLE, quiet_tensorflow_startup
 
 PROG = "xor-serve"
+
+log = logging.getLogger(__name__)
 
 
 def _help() -> str:
     lines = [f"usage: {PROG}", "", (__doc__ or "").strip().splitlines()[0], "", "environment:"]
+    formerly = {new: old for old, new in RENAMED_VARIABLES.items()}
     for name, field in Settings.model_fields.items():
-        lines.append(f"  {ENV_PREFIX}{name.upper():<26} {field.description} [{field.default}]")
+        variable = f"{ENV_PREFIX}{name.upper()}"
+        lines.append(f"  {variable:<30} {field.description} [{field.default}]")
+        if variable in formerly:
+            lines.append(f"  {'':<30} ({formerly[variable]}, its old name, is still read)")
+    lines.append(
+        f"  {VARIABLE:<30} TensorFlow's C++ log level, also applied to its start-up lines "
+        f"(0 shows all, 3 only fatal errors) [{DEFAULT_MIN_LOG_LEVEL}]"
+    )
     return "\n".join(lines)
+
+
+def first_steps(url: str) -> str:
+    """What a person who just started the server on ``url`` can try, from another terminal."""
+    body = """'{"inputs": [0, 1]}'"""
+    return "\n".join(
+        [
+            f"listening on {url} (Ctrl-C stops); try, from another terminal:",
+            f"  curl -s {url}/health",
+            f"  curl -s {url}/predict -H 'Content-Type: application/json' -d {body}",
+            f"  curl -s {url}/metrics | grep '^xor_model_evaluation_accuracy'",
+            f"  and {url}/docs in a browser",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,11 +62,18 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    configure_logging(settings.log_level, settings.log_format)
+    quiet_tensorflow_startup()
+    log_format = configure_logging(settings.log_level, settings.log_format)
+    for notice in settings.deprecations:
+        log.warning(notice, extra={"event": "deprecated_setting"})
 
     # Imported only now: it imports TensorFlow (seconds), not worth it for a bad setting.
     from app.main import create_app
     from app.server.runner import serve
 
-    return serve(create_app(settings), settings)
+    def announce(url: str) -> None:
+        # A person reading text gets the first commands to try; a machine, the address.
+        message = first_steps(url) if log_format is LogFormat.TEXT else f"listening on {url}"
+        log.info(message, extra={"event": "listening", "url": url})
+
+    return serve(create_app(settings), settings, on_listening=announce)

@@ -2,27 +2,50 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.errors import ConfigError
+from xorlog.formats import LogFormat, parse_log_format
+
+__all__ = ["ENV_PREFIX", "RENAMED_VARIABLES", "LogFormat", "Settings", "load_settings"]
 
 ENV_PREFIX = "XOR_"
 
+# Variables renamed so that the two batch limits read apart: old name -> new name. The old
+# names are still read, each with one deprecation warning at start-up (Settings.deprecations).
+RENAMED_VARIABLES = {
+    "XOR_MAX_BATCH_SIZE": "XOR_MAX_REQUEST_PAIRS",
+    "XOR_BATCH_MAX_SIZE": "XOR_BATCH_MAX_PAIRS",
+}
+_OLD_NAMES = {new: old for old, new in RENAMED_VARIABLES.items()}
 
-class LogFormat(StrEnum):
-    JSON = "json"
-    TEXT = "text"
+
+def _new_or_old(new: str) -> AliasChoices:
+    """The variable ``new``, or the old name it replaced (``new`` wins the lookup)."""
+    return AliasChoices(new, _OLD_NAMES[new])
 
 
 class Settings(BaseSettings):
     """Settings of the model server; each field is the environment variable ``XOR_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+    # populate_by_name: code passes field names (max_request_pairs=...), the environment the
+    # variables' names.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", populate_by_name=True)
+    # Set by _renamed_variables: which old variable names are in use.
+    _deprecations: tuple[str, ...] = PrivateAttr(())
 
     model_dir: Path = Field(
         Path("models/xor"),
@@ -49,10 +72,12 @@ class Settings(BaseSettings):
         description="How many of the newest valid versions are kept loaded: the newest serves "
         "unpinned requests, older ones answer requests pinned to `/versions/<n>`.",
     )
-    max_batch_size: int = Field(
+    max_request_pairs: int = Field(
         10_000,
         gt=0,
-        description="Most pairs one prediction request may carry, whatever the API.",
+        validation_alias=_new_or_old("XOR_MAX_REQUEST_PAIRS"),
+        description="Most pairs one prediction request may carry, whatever the API; a request "
+        "with more is refused.",
     )
     min_accuracy: float = Field(
         0.0,
@@ -67,9 +92,10 @@ class Settings(BaseSettings):
         description="Run concurrent prediction requests together in one model call "
         "(no added wait when idle); false: one call per request.",
     )
-    batch_max_size: int = Field(
+    batch_max_pairs: int = Field(
         256,
         gt=0,
+        validation_alias=_new_or_old("XOR_BATCH_MAX_PAIRS"),
         description="Most pairs one combined model call gathers from concurrent requests "
         "(a single larger request still runs, alone).",
     )
@@ -97,7 +123,9 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
     log_format: LogFormat = Field(
-        LogFormat.JSON, description="Log line format: `json` (one object per line) or `text`."
+        LogFormat.AUTO,
+        description="Log line format: `text` (readable lines), `json` (one object per line), "
+        "or `auto`: text when stderr is a terminal, JSON otherwise.",
     )
     access_log: bool = Field(
         True,
@@ -124,7 +152,48 @@ class Settings(BaseSettings):
     @field_validator("log_format", mode="before")
     @classmethod
     def _lower_format(cls, value: Any) -> Any:
-        return value.lower() if isinstance(value, str) else value
+        return parse_log_format(value)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _renamed_variables(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Settings]
+    ) -> Settings:
+        """Note each old variable name in use; refuse an old and a new name set apart.
+
+        pydantic-settings reads either name (AliasChoices) but hands the value over under the
+        new one whichever it found, so the environment itself says which names are set. Both
+        set to different values is refused rather than settled: one of the two limits the
+        operator wrote down would silently not apply. Both set alike only earns the warning.
+        """
+        notices = []
+        for old, new in RENAMED_VARIABLES.items():
+            old_value = _environment_value(old)
+            if old_value is None:
+                continue
+            new_value = _environment_value(new)
+            if new_value is None:
+                notices.append(f"{old} is deprecated: rename it {new} (same meaning)")
+            elif new_value.strip() != old_value.strip():
+                raise ValueError(
+                    f"{new}={new_value!r} and the deprecated {old}={old_value!r} are both "
+                    f"set, to different values: remove {old}"
+                )
+            else:
+                notices.append(f"{old} is deprecated and repeats {new}: remove it")
+        settings = handler(data)
+        settings._deprecations = tuple(notices)
+        return settings
+
+    @property
+    def deprecations(self) -> tuple[str, ...]:
+        """One message per deprecated variable name in use, for the start-up log."""
+        return self._deprecations
+
+
+def _environment_value(name: str) -> str | None:
+    """The variable ``name`` as pydantic-settings would read it (case-insensitively)."""
+    return next((value for key, value in os.environ.items() if key.upper() == name), None)
 
 
 def _describe(error: ValidationError) -> str:
@@ -132,7 +201,14 @@ def _describe(error: ValidationError) -> str:
     for item in error.errors():
         message = item["msg"].removeprefix("Value error, ")
         if item["loc"]:
-            name = f"{ENV_PREFIX}{str(item['loc'][0]).upper()}"
+            # A field's name, or a variable's for one read by alias (RENAMED_VARIABLES); an
+            # old name the user set is named as such.
+            name = str(item["loc"][0]).upper()
+            if not name.startswith(ENV_PREFIX):
+                name = ENV_PREFIX + name
+            old = _OLD_NAMES.get(name)
+            if old and _environment_value(name) is None and _environment_value(old) is not None:
+                name = f"{old} (the deprecated name of {name})"
             lines.append(f"{name}: {message} (got {item.get('input')!r})")
         else:
             lines.append(message)

@@ -51,7 +51,7 @@ def build_services(settings: Settings, *, model_call: ModelCall = call_model) ->
     metrics.watch(lambda: store.current)
     metrics.watch_files(lambda: store.file_problems)
     batcher = (
-        MicroBatcher(max_rows=settings.batch_max_size, observer=metrics, model_call=model_call)
+        MicroBatcher(max_rows=settings.batch_max_pairs, observer=metrics, model_call=model_call)
         if settings.batching
         else None
     )

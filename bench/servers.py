@@ -65,7 +65,7 @@ async def parse_and_validate_only(request: Request, services: Services) -> Respo
     from app.api.common import json_response
     from app.api.service.predict import read_predict_request
 
-    _, batch = await read_predict_request(request, services.settings.max_batch_size)
+    _, batch = await read_predict_request(request, services.settings.max_request_pairs)
     return json_response({"pairs": len(batch)})
 
 

@@ -9,36 +9,47 @@ saved first; run again to resume).
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 from training import pipeline
-from training.config import parse_settings
+from training.config import TrainSettings, parse_settings
 from training.errors import ConfigError, TrainingError
+from training.versions import published_versions
+from xorlog.formats import LogFormat, install_root_handler
+from xorlog.tfstartup import quiet_tensorflow_startup
 
 log = logging.getLogger("training")
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # TensorFlow's own INFO chatter (absl sharding notes, "Assets written to") only on DEBUG.
-    quiet = logging.DEBUG if level == "DEBUG" else logging.WARNING
-    for name in ("absl", "tensorflow"):
-        logging.getLogger(name).setLevel(quiet)
+def _configure_logging(level: str, log_format: str) -> LogFormat:
+    """Every logger to stderr, in the server's formats (text on a terminal, JSON otherwise,
+    unless --log-format says); TensorFlow's Python-side INFO chatter only at DEBUG. Logging
+    a host process set up already (a test runner calling main) is left as it is."""
+    return install_root_handler(level, LogFormat(log_format), replace=False)
+
+
+def _say_what_happens(settings: TrainSettings) -> None:
+    """With --if-missing (``make run``, compose's first start) whether this run trains is not
+    obvious to the person waiting: say it when it does (pipeline says when it does not)."""
+    if not settings.if_missing:
+        return
+    try:
+        found = published_versions(settings.export_dir)
+    except OSError:  # not a readable directory: the pipeline reports it, its own way
+        return
+    if not found:
+        log.info("training a first model (no version in %s yet)", settings.export_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         settings = parse_settings(sys.argv[1:] if argv is None else argv)
     except ConfigError as exc:
         print(f"xor-train: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    _configure_logging(settings.log_level)
+    quiet_tensorflow_startup()
+    _configure_logging(settings.log_level, settings.log_format)
+    _say_what_happens(settings)
     try:
         return pipeline.run(settings)
     except TrainingError as exc:

@@ -7,13 +7,14 @@ data is read or TensorFlow is imported.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, CliApp, NoDecode, SettingsConfigDict
 
 from training.data import MAX_FILE_BYTES, MAX_ROWS
 from training.errors import ConfigError, excerpt
+from xorlog.formats import parse_log_format
 
 ENV_PREFIX = "XOR_TRAIN_"
 DEFAULT_STEPS = 1000
@@ -123,6 +124,12 @@ class TrainSettings(BaseSettings):
         False, description="do nothing if the export dir already holds a version"
     )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    # Literal, not the LogFormat enum: --help then lists the values as they are typed.
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto",
+        description="text (readable lines), json (one object per line), or auto: text when "
+        "stderr is a terminal, JSON otherwise",
+    )
 
     @field_validator("hidden_units", mode="before")
     @classmethod
@@ -147,6 +154,11 @@ class TrainSettings(BaseSettings):
         if isinstance(value, str) and value.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             return value.upper()
         raise ValueError(f"must be DEBUG, INFO, WARNING or ERROR, got {value!r}")
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: Any) -> Any:
+        return parse_log_format(value)
 
     @model_validator(mode="after")
     def _steps_or_max_steps(self) -> TrainSettings:

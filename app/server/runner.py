@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -59,8 +59,11 @@ def _signals_end(server: uvicorn.Server) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def serve(app: ASGIApp, settings: Settings) -> int:
-    """Serve ``app`` until SIGTERM/SIGINT; returns the process exit code."""
+def serve(
+    app: ASGIApp, settings: Settings, *, on_listening: Callable[[str], None] | None = None
+) -> int:
+    """Serve ``app`` until SIGTERM/SIGINT; returns the process exit code. ``on_listening``
+    gets the server's URL once it accepts connections."""
     frozen = freeze_startup_heap()
     log.debug("froze %d objects of the startup heap", frozen, extra={"event": "gc_freeze"})
     config = uvicorn.Config(
@@ -77,7 +80,7 @@ def serve(app: ASGIApp, settings: Settings) -> int:
         loop="uvloop",
         http=guarded_httptools(settings.request_timeout_seconds, settings.max_header_bytes),
     )
-    server = GracefulServer(config)
+    server = GracefulServer(config, on_listening)
     try:
         with _signals_end(server):
             server.run()

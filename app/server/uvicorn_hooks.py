@@ -6,12 +6,13 @@
   sending, pipelined requests answered in order up to a malformed one, and a response that
   cannot be delivered reported to the app (ASGI 2.4's ``OSError``) instead of dropped.
 - :class:`GracefulServer`: at shutdown, the connections already in the listeners' accept queue
-  are taken over and served; uvicorn closes the listeners, which resets them.
+  are taken over and served; uvicorn closes the listeners, which resets them. And once it
+  listens, it says where (uvicorn only logs it, as text).
 
 Both lean on uvicorn's internals (the protocol's ``cycle``, ``pipeline``, ``flow``,
 ``transport`` and ``loop``, its callbacks and ``send_400_response``, a cycle's ``send``,
 ``disconnected``, ``more_body`` and ``scope``, the protocol's constructor arguments,
-``Server.shutdown``), checked against
+``Server.shutdown``, ``Server.startup`` with its ``started`` and ``servers``), checked against
 uvicorn 0.54 (the range ``pyproject.toml`` allows). ``tests/app/server/test_uvicorn_hooks.py``
 fails, naming the hook, if any of them changes shape in another uvicorn.
 """
@@ -256,7 +257,22 @@ def accept_queued(listener: socket.socket, limit: int = 4096) -> list[socket.soc
 
 class GracefulServer(uvicorn.Server):
     """uvicorn's server, but connections waiting in the listeners' accept queue at shutdown
-    are served, not reset."""
+    are served, not reset; and ``on_listening`` gets the URL once the server listens."""
+
+    def __init__(
+        self, config: uvicorn.Config, on_listening: Callable[[str], None] | None = None
+    ) -> None:
+        super().__init__(config)
+        self.on_listening = on_listening
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's startup (the lifespan, then the listeners), then ``on_listening`` with the
+        first listener's URL: its bound address, so port 0 reads as the port it got."""
+        await super().startup(sockets)
+        if self.started and self.on_listening is not None and self.servers:
+            listeners = self.servers[0].sockets
+            if listeners:
+                self.on_listening(listening_url(listeners[0].getsockname()))
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """uvicorn's shutdown, but the connections the kernel has already accepted on the
@@ -292,3 +308,17 @@ class GracefulServer(uvicorn.Server):
             config=self.config, server_state=self.server_state, app_state=self.lifespan.state
         )
         return protocol
+
+
+# What a client on this machine connects to for a server bound to every address.
+_LOOPBACK_FOR = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def listening_url(address: Any) -> str:
+    """``http://host:port`` for a listener's ``getsockname()``; a wildcard address (all
+    interfaces) reads as the loopback one, which a client here can connect to."""
+    if isinstance(address, str):  # a unix socket's path
+        return f"unix:{address}"
+    host, port = str(address[0]), int(address[1])
+    host = _LOOPBACK_FOR.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

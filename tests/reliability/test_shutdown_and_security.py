@@ -280,6 +280,10 @@ _DISTRIBUTIONS = {
 }
 
 
+# The project's own top-level packages (pyproject.toml's package list).
+_OWN_PACKAGES = ("app", "training", "xorlog")
+
+
 def _third_party_imports(package: Path) -> set[str]:
     names: set[str] = set()
     for file in package.rglob("*.py"):
@@ -288,12 +292,12 @@ def _third_party_imports(package: Path) -> set[str]:
                 names.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names.add(node.module.split(".")[0])
-    return {n for n in names if n not in sys.stdlib_module_names and n not in ("app", "training")}
+    return {n for n in names if n not in sys.stdlib_module_names and n not in _OWN_PACKAGES}
 
 
-def test_every_import_of_app_and_training_is_in_the_runtime_lock() -> None:
+def test_every_import_of_the_project_is_in_the_runtime_lock() -> None:
     locked = _locked(REPO / "requirements.lock")
-    imports = _third_party_imports(REPO / "app") | _third_party_imports(REPO / "training")
+    imports = set().union(*(_third_party_imports(REPO / package) for package in _OWN_PACKAGES))
     assert imports  # the scan found something
     unlocked = sorted(
         name

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -51,6 +52,9 @@ def test_defaults_train_to_full_accuracy_and_publish(tmp_path: Path) -> None:
         command(tmp_path), cwd=REPO, capture_output=True, text=True, env=environment()
     )
     assert completed.returncode == 0, completed.stderr
+    # Not a terminal: JSON lines only, none of TensorFlow's C++ start-up notices among them.
+    logged = [json.loads(line) for line in completed.stderr.splitlines()]
+    assert {line["level"] for line in logged} == {"INFO"}
     result = json.loads(completed.stdout)
     (version,) = published_versions(tmp_path / "xor")
     assert result["path"] == str(tmp_path / "xor" / str(version))
@@ -310,3 +314,67 @@ def test_main_turns_pipeline_failures_into_exit_codes(
     monkeypatch.setattr(pipeline, "run", run)
     assert main([]) == exit_code
     assert (str(error) or "interrupted") in caplog.text
+
+
+def fake_published(export_dir: Path, version: int) -> None:
+    """What published_versions counts as a version (nothing here loads it)."""
+    (export_dir / str(version)).mkdir(parents=True)
+    (export_dir / str(version) / "saved_model.pb").write_bytes(b"")
+
+
+@pytest.mark.parametrize(
+    ("flags", "has_version", "said"),
+    [
+        (["--if-missing"], False, True),
+        (["--if-missing"], True, False),
+        ([], False, False),  # always trains: nothing worth saying
+    ],
+)
+def test_if_missing_says_when_it_trains_a_first_model(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    flags: list[str],
+    has_version: bool,
+    said: bool,
+) -> None:
+    caplog.set_level(logging.INFO, logger="training")
+    export_dir = tmp_path / "xor"
+    if has_version:
+        fake_published(export_dir, 17)
+    monkeypatch.setattr(pipeline, "run", lambda settings: 0)
+    assert main([*flags, f"--export-dir={export_dir}"]) == 0
+    expected = f"training a first model (no version in {export_dir} yet)"
+    assert (expected in caplog.messages) is said
+
+
+@pytest.mark.parametrize(
+    ("how", "pattern"),
+    [
+        (
+            ["--log-format=text"],
+            r"\d\d:\d\d:\d\d\.\d{3} INFO  .* already holds version 17: nothing to do "
+            r"\(--if-missing\)",
+        ),
+        ([], r'\{"ts":.*"message":".* already holds version 17: nothing to do.*'),
+        (["XOR_TRAIN_LOG_FORMAT=TEXT"], r"\d\d:\d\d:\d\d\.\d{3} INFO  .*"),
+    ],
+    ids=["flag-text", "auto-json", "variable-text"],
+)
+def test_log_lines_are_text_or_json_as_asked(tmp_path: Path, how: list[str], pattern: str) -> None:
+    """auto (the default) is JSON where no person reads, as here; --log-format or
+    XOR_TRAIN_LOG_FORMAT choose. The --if-missing path answers without TensorFlow."""
+    fake_published(tmp_path / "xor", 17)
+    flags = [flag for flag in how if flag.startswith("--")]
+    variables = dict(flag.split("=", 1) for flag in how if not flag.startswith("--"))
+    completed = subprocess.run(
+        command(tmp_path, "--if-missing", *flags),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=environment(**variables),
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    (line,) = completed.stderr.splitlines()
+    assert re.fullmatch(pattern, line), line

@@ -28,6 +28,7 @@ def test_defaults_are_the_tutorials() -> None:
     assert settings.export_dir == Path("models/xor")
     assert settings.min_accuracy == 1.0
     assert settings.keep_checkpoint_max == 5
+    assert settings.log_format == "auto"
 
 
 def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,6 +47,18 @@ def test_hidden_units_accept_comma_and_json_lists(units: str) -> None:
     assert parse_settings(["--hidden-units", units]).hidden_units == [4, 3]
 
 
+def test_the_log_format_is_read_in_any_case_from_flag_or_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert parse_settings(["--log-format", "TEXT"]).log_format == "text"
+    monkeypatch.setenv("XOR_TRAIN_LOG_FORMAT", "Json")
+    assert parse_settings([]).log_format == "json"
+    # The server's variable is not training's: each reads its own prefix.
+    monkeypatch.delenv("XOR_TRAIN_LOG_FORMAT")
+    monkeypatch.setenv("XOR_LOG_FORMAT", "text")
+    assert parse_settings([]).log_format == "auto"
+
+
 def test_max_steps_replaces_steps() -> None:
     settings = parse_settings(["--max-steps", "5000"])
     assert settings.mode_steps is None and settings.max_steps == 5000
@@ -62,6 +75,10 @@ def test_max_steps_replaces_steps() -> None:
         (["--learning-rate", "nan"], "--learning-rate / XOR_TRAIN_LEARNING_RATE"),
         (["--min-accuracy", "1.5"], "--min-accuracy / XOR_TRAIN_MIN_ACCURACY"),
         (["--log-level", "loud"], "must be DEBUG, INFO, WARNING or ERROR, got 'loud'"),
+        (
+            ["--log-format", "xml"],
+            "--log-format / XOR_TRAIN_LOG_FORMAT: Input should be 'auto', 'json' or 'text'",
+        ),
     ],
 )
 def test_bad_values_are_config_errors(argv: list[str], message: str) -> None:

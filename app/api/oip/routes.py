@@ -199,7 +199,7 @@ async def handle_infer(request: Request, services: Services) -> Response:
     version: str | None = request.path_params.get("model_version")
     model = _resolve(services, request.path_params["model_name"], version)
     header, binary = split_body(await request.body(), request.headers.get(HEADER_LENGTH))
-    infer_request = parse_infer_request(header, binary, services.settings.max_batch_size)
+    infer_request = parse_infer_request(header, binary, services.settings.max_request_pairs)
     outputs = await services.prediction.predict_async(infer_request.batch, model)
     return render_infer_response(services.settings.model_name, infer_request, outputs)
 

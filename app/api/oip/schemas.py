@@ -55,7 +55,7 @@ OIP_INFER_BODY: dict[str, Any] = {
                                     ],
                                     "minItems": 2,
                                     "maxItems": 2,
-                                    "description": "[n, 2], n at most XOR_MAX_BATCH_SIZE",
+                                    "description": "[n, 2], n at most XOR_MAX_REQUEST_PAIRS",
                                 },
                                 "datatype": {
                                     "type": "string",

@@ -46,11 +46,13 @@ def require_json(request: Request) -> None:
             raise UnsupportedMediaType(f"charset in {raw!r} is not supported; send UTF-8")
 
 
-async def read_predict_request(request: Request, max_batch_size: int) -> tuple[list[Pair], Batch]:
+async def read_predict_request(
+    request: Request, max_request_pairs: int
+) -> tuple[list[Pair], Batch]:
     """The pairs of a ``/predict`` request, and their batch: body read, parsed and validated."""
     require_json(request)
     document = decode_json(await request.body())
-    pairs, single = parse_predict_request(document, max_batch_size)
+    pairs, single = parse_predict_request(document, max_request_pairs)
     if single:
         batch = pairs_batch(pairs, where="inputs", loc=lambda _, j: f"inputs[{j}]", max_rows=1)
     else:
@@ -58,12 +60,12 @@ async def read_predict_request(request: Request, max_batch_size: int) -> tuple[l
             pairs,
             where="instances",
             loc=lambda i, j: f"instances[{i}][{j}]",
-            max_rows=max_batch_size,
+            max_rows=max_request_pairs,
         )
     return pairs, batch
 
 
-def parse_predict_request(document: Any, max_batch_size: int) -> tuple[list[Pair], bool]:
+def parse_predict_request(document: Any, max_request_pairs: int) -> tuple[list[Pair], bool]:
     """The pairs of a ``/predict`` document and whether it was the single-pair form.
 
     ``{"inputs": [0, 1]}`` or ``{"instances": [[0, 1], ...]}``: exactly one of the two keys.
@@ -85,16 +87,20 @@ def parse_predict_request(document: Any, max_batch_size: int) -> tuple[list[Pair
         )
     present = [key for key in _PREDICT_KEYS if key in document]
     if len(present) != 1:
-        problem = "has both" if present else "has neither"
-        raise_details([Detail("body", f"{problem} 'inputs' and 'instances'; give exactly one")])
+        problem = (
+            "has both 'inputs' and 'instances'"
+            if present
+            else "has neither 'inputs' nor 'instances'"
+        )
+        raise_details([Detail("body", f"{problem}; give exactly one")])
     if "inputs" in document:
         return [validate_pair(document["inputs"], "inputs")], True
-    return validate_pairs(document["instances"], "instances", max_batch_size), False
+    return validate_pairs(document["instances"], "instances", max_request_pairs), False
 
 
 async def handle_predict(request: Request, services: Services) -> Response:
     """Predict the XOR class of one pair (`inputs`) or a batch (`instances`), in one call."""
-    pairs, batch = await read_predict_request(request, services.settings.max_batch_size)
+    pairs, batch = await read_predict_request(request, services.settings.max_request_pairs)
     model = services.prediction.model()
     outputs = await services.prediction.predict_async(batch, model)
     return Response(render_predict_response(pairs, batch, outputs), media_type="application/json")

@@ -43,7 +43,7 @@ PREDICT_REQUEST_BODY: dict[str, Any] = {
                                 "type": "array",
                                 "items": _PAIR,
                                 "minItems": 1,
-                                "description": "at most XOR_MAX_BATCH_SIZE pairs (default "
+                                "description": "at most XOR_MAX_REQUEST_PAIRS pairs (default "
                                 "10000), answered in order",
                             }
                         },

@@ -89,8 +89,12 @@ def parse_predict_request(document: Any, max_rows: int) -> tuple[Batch, bool]:
         )
     present = [key for key in ("instances", "inputs") if key in document]
     if len(present) != 1:
-        problem = "has both" if present else "has neither"
-        invalid("body", f"{problem} 'instances' and 'inputs'; give exactly one")
+        problem = (
+            "has both 'instances' and 'inputs'"
+            if present
+            else "has neither 'instances' nor 'inputs'"
+        )
+        invalid("body", f"{problem}; give exactly one")
     if "instances" in document:
         return _parse_rows(document["instances"], max_rows), True
     return _parse_columns(document["inputs"], max_rows), False

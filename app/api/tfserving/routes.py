@@ -116,7 +116,7 @@ async def handle_predict(request: Request, services: Services) -> Response:
     name = request.path_params["model_name"]
     model = _resolve(services, name, _version_from_path(request))
     document = decode_json(await request.body())
-    batch, row_format = parse_predict_request(document, services.settings.max_batch_size)
+    batch, row_format = parse_predict_request(document, services.settings.max_request_pairs)
     outputs = await services.prediction.predict_async(batch, model)
     return json_response(render_predictions(outputs, row_format))
 

@@ -21,7 +21,7 @@ _V1_ROWS: dict[str, Any] = {
     "type": "array",
     "items": _V1_PAIR,
     "minItems": 1,
-    "description": "at most XOR_MAX_BATCH_SIZE pairs",
+    "description": "at most XOR_MAX_REQUEST_PAIRS pairs",
 }
 _SIGNATURE_NAME: dict[str, Any] = {
     "type": "string",

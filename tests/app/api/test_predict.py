@@ -151,6 +151,23 @@ def test_message_names_location_and_value(served_client: TestClient) -> None:
     assert error["message"] == "instances[3][1]: must be 0 or 1, got 2"
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("{}", "body: has neither 'inputs' nor 'instances'; give exactly one"),
+        (
+            '{"inputs": [0, 1], "instances": [[0, 1]]}',
+            "body: has both 'inputs' and 'instances'; give exactly one",
+        ),
+    ],
+)
+def test_neither_or_both_keys_is_said_plainly(
+    served_client: TestClient, body: str, message: str
+) -> None:
+    error = assert_service_error(post(served_client, body), 422, code="invalid_input")
+    assert error["message"] == message
+
+
 def test_every_bad_value_is_reported(served_client: TestClient) -> None:
     body = json.dumps({"instances": [[2, 0], [0, 1], [True, "x"]]})
     error = assert_service_error(post(served_client, body), 422, code="invalid_input")

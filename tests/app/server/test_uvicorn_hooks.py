@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -17,11 +19,12 @@ from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
-from app.server.uvicorn_hooks import GracefulServer, guarded_httptools
+from app.server.uvicorn_hooks import GracefulServer, guarded_httptools, listening_url
 
 READ_GUARD = "guarded_httptools (read deadline, header cap, draining at shutdown)"
 PIPELINE = "guarded_httptools (pipelined answers before a refusal, lost connections reported)"
 TAKEOVER = "GracefulServer.shutdown (serving the accept queue at shutdown)"
+ANNOUNCE = "GracefulServer.startup (saying where the server listens, once it does)"
 
 
 def _parameters(function: Callable[..., Any]) -> list[str]:
@@ -128,10 +131,54 @@ def test_the_server_shutdown_the_takeover_extends_keeps_its_shape() -> None:
     assert "self.servers" in inspect.getsource(uvicorn.Server.startup), (
         f"uvicorn's Server keeps its listening servers elsewhere than .servers: {TAKEOVER}"
     )
-    # Exactly one method of uvicorn's Server is overridden (and one private helper added).
+    # Exactly two methods of uvicorn's Server are overridden (and one private helper added).
     overridden = {
         name
         for name, value in vars(GracefulServer).items()
         if callable(value) and not name.startswith("__")
     }
-    assert overridden == {"shutdown", "_new_protocol"}
+    assert overridden == {"shutdown", "startup", "_new_protocol"}
+
+
+def test_the_server_startup_the_announcement_extends_keeps_its_shape() -> None:
+    assert _parameters(uvicorn.Server.startup) == ["self", "sockets"], ANNOUNCE
+    assert inspect.iscoroutinefunction(uvicorn.Server.startup), ANNOUNCE
+    startup = inspect.getsource(uvicorn.Server.startup)
+    # The listeners are in .servers before .started says so.
+    assert startup.index("self.servers = ") < startup.index("self.started = True"), ANNOUNCE
+
+
+def test_the_announcement_gets_the_port_the_server_really_took() -> None:
+    """Port 0: the kernel picks; the URL handed over must be the one a client can reach, and
+    it is handed over while the server accepts connections."""
+    heard: list[tuple[str, bool]] = []
+
+    def on_listening(url: str) -> None:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            heard.append((url, server.started))
+        server.should_exit = True
+
+    server = GracefulServer(
+        uvicorn.Config(_app, host="127.0.0.1", port=0, lifespan="off", log_config=None),
+        on_listening,
+    )
+    asyncio.run(server.serve())
+    ((url, started),) = heard
+    assert re.fullmatch(r"http://127\.0\.0\.1:[0-9]+", url) and not url.endswith(":0")
+    assert started
+
+
+@pytest.mark.parametrize(
+    ("address", "url"),
+    [
+        (("127.0.0.1", 8000), "http://127.0.0.1:8000"),
+        (("0.0.0.0", 8000), "http://127.0.0.1:8000"),
+        (("::", 8000, 0, 0), "http://[::1]:8000"),
+        (("::1", 9000, 0, 0), "http://[::1]:9000"),
+        (("10.1.2.3", 80), "http://10.1.2.3:80"),
+        ("/run/xor.sock", "unix:/run/xor.sock"),
+    ],
+)
+def test_a_listeners_address_reads_as_the_url_a_client_here_uses(address: Any, url: str) -> None:
+    assert listening_url(address) == url
