@@ -1,7 +1,8 @@
 """The Dockerfile and docker-compose.yml, built and run for real (marker: container).
 
 Needs a working ``docker`` with ``docker compose``; on this kind of machine `.ci/run` provides
-one through the workplace's container engine. Without an engine the tests skip and say why.
+one through the workplace's container engine. Without an engine the tests skip and say why
+(fail, with ``XOR_REQUIRE_SERVICES=1``, as in CI).
 Every wait is bounded; the compose project is torn down even when a test fails.
 """
 
@@ -24,11 +25,46 @@ from pathlib import Path
 import pytest
 
 from tests.support import REPO
+from tests.support.requirements import require
 from tests.support.server import free_port
 from tests.support.waiting import wait_for
 
 PROJECT = "xor-serving-test"
 XOR_PAIRS = {(0, 0): 0, (0, 1): 1, (1, 0): 1, (1, 1): 0}
+# Run by the image's Python: imports what the api and training import, noting every module
+# compiled from source on the way (Python does that only when no valid .pyc exists), then reads
+# the .pyc headers (PEP 552) of tensorflow's and app.main's.
+BYTECODE_PROBE = """
+import importlib.machinery, importlib.util, json, os, sys
+
+compiled = []
+to_code = importlib.machinery.SourceFileLoader.source_to_code
+
+def source_to_code(self, data, path, *args, **kwargs):
+    compiled.append(path)
+    return to_code(self, data, path, *args, **kwargs)
+
+importlib.machinery.SourceFileLoader.source_to_code = source_to_code
+import tensorflow, app.main, training.cli
+
+caches = {}
+for name in ("tensorflow", "app.main"):
+    source = sys.modules[name].__file__
+    cache = importlib.util.cache_from_source(source)
+    header = b""
+    if os.path.exists(cache):
+        with open(cache, "rb") as file:
+            header = file.read(16)
+    with open(source, "rb") as file:
+        source_hash = importlib.util.source_hash(file.read())
+    caches[name] = {
+        "source": source,
+        "magic": header[:4] == importlib.util.MAGIC_NUMBER,
+        "flags": int.from_bytes(header[4:8], "little"),
+        "hash_matches": header[8:16] == source_hash,
+    }
+print(json.dumps({"compiled_from_source": compiled, "caches": caches}))
+"""
 
 pytestmark = pytest.mark.container
 
@@ -106,8 +142,7 @@ def served_version(compose: Compose) -> int | None:
 
 @pytest.fixture(scope="module")
 def compose() -> Iterator[Compose]:
-    if problem := _engine_problem():
-        pytest.skip(f"no container engine: {problem}")
+    require("a container engine", _engine_problem())
     env = {
         **os.environ,
         "XOR_API_PORT": str(free_port()),
@@ -168,6 +203,19 @@ def test_api_serves_the_trained_model_as_non_root(compose: Compose) -> None:
     assert probe.returncode != 0
     probe = compose.run("exec", "-T", "api", "touch", "/srv/x", check=False)
     assert probe.returncode != 0
+
+
+def test_the_image_ships_bytecode_valid_for_its_sources(compose: Compose) -> None:
+    """Compiled at build time: the read-only root filesystem lets no start cache it."""
+    probe = compose.run("exec", "-T", "api", "python", "-c", BYTECODE_PROBE, timeout=300)
+    report = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert report["compiled_from_source"] == []
+    assert sorted(report["caches"]) == ["app.main", "tensorflow"]
+    for name, cache in report["caches"].items():
+        assert cache["source"].startswith("/opt/venv/"), name
+        # Hash-based and unchecked (flags 0b01): valid whatever mtimes the files get, and the
+        # hash is that of the source beside it.
+        assert (cache["magic"], cache["flags"], cache["hash_matches"]) == (True, 1, True), name
 
 
 def test_train_publishes_a_version_the_running_api_picks_up(compose: Compose) -> None:
