@@ -76,10 +76,12 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 180) -> float:
-        log = (OUT / f"{self.name}.log").open("ab")
         env = {**os.environ, **self.env, "XOR_HOST": "127.0.0.1", "XOR_PORT": str(self.port)}
         started = time.perf_counter()
-        self.process = subprocess.Popen(self.argv, cwd=self.cwd, env=env, stdout=log, stderr=log)
+        with (OUT / f"{self.name}.log").open("ab") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(
+                self.argv, cwd=self.cwd, env=env, stdout=log, stderr=log
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

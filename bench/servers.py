@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -69,20 +70,24 @@ async def parse_and_validate_only(request: Request, services: Services) -> Respo
     return json_response({"pairs": len(batch)})
 
 
+class NaivePredictRequest(BaseModel):
+    """The naive server's request body. At module level: with postponed annotations, FastAPI
+    resolves a handler's annotations in the module's namespace, and a class local to
+    ``naive()`` would be taken for a query parameter (every request a 422)."""
+
+    inputs: list[int] = Field(min_length=2, max_length=2)
+
+
 def naive() -> int:
     import keras
     import uvicorn
     from fastapi import FastAPI
-    from pydantic import BaseModel, Field
 
     model_dir = Path(os.environ.get("XOR_MODEL_DIR", "models/xor"))
     newest = max((p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
     inputs = keras.Input(shape=(2,), name="inputs")
     outputs = keras.layers.TFSMLayer(str(newest), call_endpoint="serving_default")(inputs)
     model = keras.Model(inputs, outputs)
-
-    class PredictRequest(BaseModel):
-        inputs: list[int] = Field(min_length=2, max_length=2)
 
     app = FastAPI()
 
@@ -91,7 +96,7 @@ def naive() -> int:
         return {"status": "ok"}
 
     @app.post("/predict")
-    def predict(request: PredictRequest) -> dict[str, Any]:
+    def predict(request: NaivePredictRequest) -> dict[str, Any]:
         result = model.predict(np.array([request.inputs], dtype=np.float32), verbose=0)
         return {
             "model_version": int(newest.name),
