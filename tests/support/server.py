@@ -49,6 +49,12 @@ class Server:
 
 def start_server(tmp: Path, model_dir: Path, **env: str) -> Server:
     """Start a server on ``model_dir`` with XOR_* overrides ``env``; return once it is ready."""
+    return start_server_in(REPO, tmp, model_dir, **env)
+
+
+def start_server_in(cwd: Path, tmp: Path, model_dir: Path, **env: str) -> Server:
+    """:func:`start_server` in the working directory ``cwd`` (a relative ``model_dir`` is
+    relative to it)."""
     port = free_port()
     log = tmp / f"server-{port}.log"
     environment = {k: v for k, v in os.environ.items() if not k.startswith("XOR_")}
@@ -64,7 +70,7 @@ def start_server(tmp: Path, model_dir: Path, **env: str) -> Server:
     start = time.monotonic()
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app"], cwd=REPO, env=environment, stdout=out, stderr=out
+            [sys.executable, "-m", "app"], cwd=cwd, env=environment, stdout=out, stderr=out
         )
     server = Server(process, f"http://127.0.0.1:{port}", log, model_dir)
 
