@@ -27,6 +27,7 @@ RUN /opt/venv/bin/pip install --no-compile --requirement requirements.lock \
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY training ./training
+COPY modelrepo ./modelrepo
 COPY xorlog ./xorlog
 # setuptools comes from the lock: no build isolation, nothing fetched unpinned. Only the
 # project's files (as pip recorded them; -I: not /src's) are compiled here, so a change to it

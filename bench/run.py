@@ -263,7 +263,8 @@ def train_model(root: Path) -> Path:
         capture_output=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
-    (version,) = (root / "xor").iterdir()
+    # Beside the version, the export dir holds the repository's index.json and lock file.
+    (version,) = (p for p in (root / "xor").iterdir() if p.is_dir())
     return version
 
 

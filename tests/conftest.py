@@ -70,7 +70,8 @@ def trained_version(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
-    (version_dir,) = (root / "xor").iterdir()
+    # Beside the version, the export dir holds the repository's index.json and lock file.
+    (version_dir,) = (p for p in (root / "xor").iterdir() if p.is_dir())
     assert version_dir.name.isascii() and version_dir.name.isdigit()
     assert (version_dir / "saved_model.pb").is_file()
     assert (version_dir / "assets.extra" / "evaluation.json").is_file()

@@ -1,5 +1,5 @@
 """The package boundaries of ARCHITECTURE.md: `app/` and `training/` never import each other,
-and the shared `xorlog/` imports neither."""
+and the shared `xorlog/` and `modelrepo/` import neither."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ FORBIDDEN = {
     "app": {"training"},
     "training": {"app"},
     "xorlog": {"app", "training"},
+    "modelrepo": {"app", "training"},
 }
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, CliApp, NoDecode, SettingsConfigDict
 
+from modelrepo.format import label_name_problem
 from training.data import MAX_FILE_BYTES, MAX_ROWS
 from training.errors import ConfigError, excerpt
 from xorlog.formats import parse_log_format
@@ -120,6 +121,12 @@ class TrainSettings(BaseSettings):
         le=MAX_STEPS,
         description=f"log loss and steps/sec every N steps, 1 to {MAX_STEPS:,}",
     )
+    label: str | None = Field(
+        None,
+        description="once published, point this label (e.g. stable) of the export dir's "
+        "labels.json at the new version, its previous value kept for rollback; a lowercase "
+        "letter, then lowercase letters, digits or '-', at most 63 characters",
+    )
     if_missing: bool = Field(
         False, description="do nothing if the export dir already holds a version"
     )
@@ -146,6 +153,13 @@ class TrainSettings(BaseSettings):
             raise ValueError("every layer needs at least one unit")
         if any(units > MAX_UNITS for units in value):
             raise ValueError(f"a layer has at most {MAX_UNITS} units")
+        return value
+
+    @field_validator("label")
+    @classmethod
+    def _label_name(cls, value: str | None) -> str | None:
+        if value is not None and (problem := label_name_problem(value)):
+            raise ValueError(problem)
         return value
 
     @field_validator("log_level", mode="before")

@@ -6,6 +6,11 @@ whose name is not an integer, checked by loading it back (evaluated, and made to
 golden set through its serving signature), made world-readable, synced to disk, and then
 renamed to the version number. Readers never see a half-written version, nor one that fails
 the golden set.
+
+The export dir is a model repository (``modelrepo``): the version's ``MANIFEST.json`` (every
+file's path, size and sha256) is written last into the staging directory, after the golden set
+and the evaluation, and once the version is renamed into place the repository's ``index.json``
+is rewritten (under the repository's lock). ``point_label`` then moves a label to it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,10 @@ import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
 
+from modelrepo.errors import ModelRepoError
+from modelrepo.manifest import build_manifest, write_manifest
+from modelrepo.operations import promote, refresh_index
+from modelrepo.repository import LocalRepository
 from training.errors import ExportError
 from training.golden import PredictClassIds, check_golden_set, write_golden_set
 from training.model import INPUT_NAME, N_FEATURES
@@ -184,12 +193,21 @@ def export_saved_model(
     return published
 
 
+def _write_manifest(staging: Path, version: int) -> None:
+    """MANIFEST.json, last: every other file of the version is written by now."""
+    try:
+        write_manifest(staging, build_manifest(staging, version))
+    except ModelRepoError as exc:
+        raise ExportError(f"cannot write the manifest: {exc}") from exc
+
+
 def _publish(staging: Path, export_dir: Path, evaluation: dict[str, Any]) -> PublishedVersion:
     for _ in range(_RENAME_ATTEMPTS):
         version = next_version(export_dir)
         document = {"model_version": version, **evaluation}
         try:
             _write_evaluation(staging, document)
+            _write_manifest(staging, version)
             _make_readable_and_durable(staging)
             target = export_dir / str(version)
             # rename(2) fails if a non-empty directory took the name meanwhile: pick again.
@@ -199,5 +217,32 @@ def _publish(staging: Path, export_dir: Path, evaluation: dict[str, Any]) -> Pub
                 continue
             raise ExportError(f"{export_dir}: cannot publish version: {exc}") from exc
         _fsync_dir(export_dir)
+        _refresh_index(export_dir, version)
         return PublishedVersion(version, target, document)
     raise ExportError(f"{export_dir}: no free version number after {_RENAME_ATTEMPTS} attempts")
+
+
+def _refresh_index(export_dir: Path, version: int) -> None:
+    """Rewrite the repository's index.json. The version is published (and served) whatever
+    happens here, and the next publish or ``xor-models gc`` rewrites the index from a listing:
+    a failure is a warning, not a failed export."""
+    try:
+        refresh_index(LocalRepository(export_dir))
+    except ModelRepoError as exc:
+        log.warning("version %d published, but index.json was not rewritten: %s", version, exc)
+
+
+def point_label(export_dir: Path, version: int, label: str) -> None:
+    """Point ``label`` at the published ``version`` (its previous value kept in its history),
+    as ``xor-models promote`` does: the version's files are checked against its manifest."""
+    try:
+        change = promote(LocalRepository(export_dir), version, label)
+    except ModelRepoError as exc:
+        raise ExportError(f"version {version} published, but label {label} not set: {exc}") from exc
+    previous = change.before.labels.get(label)
+    log.info(
+        "label %s -> version %d%s",
+        label,
+        version,
+        f" (was {previous})" if previous is not None and previous != version else "",
+    )

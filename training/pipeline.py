@@ -55,6 +55,10 @@ def run(settings: TrainSettings) -> int:
             )
             return 128 + signum
         published = _export(settings, trainer, outcome, test_data)
+    if settings.label is not None:
+        from training.export import point_label
+
+        point_label(settings.export_dir, published.version, settings.label)
     print(json.dumps({"path": str(published.path), **published.evaluation}, indent=2))
     return 0
 

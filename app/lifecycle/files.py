@@ -18,63 +18,32 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import ModelLoadError
+from modelrepo import files as repository_files
+from modelrepo.errors import ModelRepoError
 
 # evaluation.json and golden.json: ours are a few hundred bytes; nothing legitimate nears this.
 MAX_JSON_BYTES = 1 << 20
-_READ_CHUNK = 1 << 16
-# O_NONBLOCK: opening a FIFO for reading waits for a writer without it. O_NOCTTY: a terminal
-# device opened by the server must not become its controlling terminal.
-_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
 class MissingFile(ModelLoadError):
     """The file (or the target of a symlink to it) does not exist."""
 
 
-def _kind(mode: int) -> str:
-    kinds = (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    )
-    return next((name for test, name in kinds if test(mode)), "not a regular file")
-
-
 def read_regular_file(path: Path, max_bytes: int) -> bytes:
     """The bytes of ``path`` (symlinks followed) if it is a regular file of at most
     ``max_bytes``; ModelLoadError (MissingFile if absent) otherwise.
 
-    The type is taken from ``fstat`` of the descriptor actually read, not from a ``stat`` of
-    the path that could be swapped in between; and at most ``max_bytes + 1`` bytes are read,
-    so a file that grows after the check still cannot exceed the cap.
+    The repository's own safe read (:func:`modelrepo.files.read_regular_file`): the type is
+    taken from ``fstat`` of the descriptor actually read, not from a ``stat`` of the path that
+    could be swapped in between, the open never blocks, and at most ``max_bytes + 1`` bytes are
+    read, so a file that grows after the check still cannot exceed the cap.
     """
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        return repository_files.read_regular_file(path, max_bytes)
     except FileNotFoundError as exc:
         raise MissingFile(f"{path}: missing") from exc
-    except OSError as exc:
-        raise ModelLoadError(f"{path}: unreadable: {exc.strerror or exc}") from exc
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ModelLoadError(f"{path}: must be a regular file, is {_kind(info.st_mode)}")
-        if info.st_size > max_bytes:
-            raise ModelLoadError(f"{path}: {info.st_size} bytes, more than the {max_bytes} allowed")
-        chunks: list[bytes] = []
-        size = 0
-        while size <= max_bytes:
-            chunk = os.read(fd, min(_READ_CHUNK, max_bytes + 1 - size))
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-            size += len(chunk)
-        raise ModelLoadError(f"{path}: grew beyond the {max_bytes} bytes allowed while read")
-    except OSError as exc:
-        raise ModelLoadError(f"{path}: unreadable: {exc.strerror or exc}") from exc
-    finally:
-        os.close(fd)
+    except ModelRepoError as exc:
+        raise ModelLoadError(str(exc)) from exc
 
 
 def read_json_file(path: Path, max_bytes: int = MAX_JSON_BYTES) -> Any:
@@ -130,6 +99,8 @@ def check_regular_files(root: Path) -> None:
                 reason = "a dangling symlink" if info.errno == errno.ENOENT else info.strerror
                 raise ModelLoadError(f"{path}: must be a regular file, is {reason}")
             if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
-                raise ModelLoadError(f"{path}: must be a regular file, is {_kind(info.st_mode)}")
+                raise ModelLoadError(
+                    f"{path}: must be a regular file, is {repository_files.kind_of(info.st_mode)}"
+                )
     except OSError as exc:
         raise ModelLoadError(f"{root}: unreadable: {exc.strerror or exc}") from exc

@@ -281,7 +281,7 @@ _DISTRIBUTIONS = {
 
 
 # The project's own top-level packages (pyproject.toml's package list).
-_OWN_PACKAGES = ("app", "training", "xorlog")
+_OWN_PACKAGES = ("app", "training", "modelrepo", "xorlog")
 
 
 def _third_party_imports(package: Path) -> set[str]:

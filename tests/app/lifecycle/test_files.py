@@ -86,7 +86,7 @@ def test_the_size_cap(tmp_path: Path) -> None:
         read_regular_file(path, 100)
     big = tmp_path / "evaluation.json"
     big.write_bytes(b" " * MAX_JSON_BYTES + b"{}")
-    with pytest.raises(ModelLoadError, match="more than the 1048576 allowed"):
+    with pytest.raises(ModelLoadError, match="more than the 1,048,576 allowed"):
         read_json_file(big)
 
 

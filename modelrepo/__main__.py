@@ -1,0 +1,5 @@
+import sys
+
+from modelrepo.cli import main
+
+sys.exit(main())
