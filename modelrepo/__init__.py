@@ -5,7 +5,7 @@ Both ``app/`` and ``training/`` import this package; it imports neither (nor Ten
 Format 1
 ========
 
-A repository is a directory (an S3 prefix in a later version) holding:
+A repository is a directory, or an S3 prefix (``modelrepo/s3.py``: the same keys), holding:
 
 ``<version>/``
     One published model. ``<version>`` is a positive integer in ASCII digits, 1 to 2**63-1

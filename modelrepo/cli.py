@@ -63,13 +63,17 @@ def _keep(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
-        description="Inspect a model repository (a directory of version directories) and "
+        description="Inspect a model repository (a directory of version directories, or an S3 "
+        "prefix) and "
         "point its labels (stable, canary, ...) at versions.",
         epilog="Exit codes: 0 done, 1 the operation failed, 2 a wrong request. On any error "
         "nothing in the repository is changed.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    repo_help = "the repository: a directory such as models/xor"
+    repo_help = (
+        "the repository: a directory such as models/xor, or s3://BUCKET/PREFIX (endpoint and "
+        "credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION)"
+    )
     label_help = f"the label (default {DEFAULT_LABEL})"
 
     listing = commands.add_parser(

@@ -2,9 +2,10 @@
 
 ``Repository`` is what commands and training use; each backend implements its few primitive
 operations (list, read, write one file atomically, publish, delete, lock) and inherits the rest.
-``LocalRepository`` keeps a repository in a directory; an S3 backend is meant to implement the
-same interface (publish: upload the files, the manifest last, then index.json; labels: one PUT;
-delete: the manifest first), and ``open_repository`` to return it for ``s3://`` URLs.
+``LocalRepository`` keeps a repository in a directory; ``S3Repository`` implements the
+same interface in ``modelrepo/s3.py`` (publish: upload the files, the manifest last, then
+index.json; labels: one PUT; delete: the manifest first); ``open_repository`` returns it for
+``s3://`` URLs.
 """
 
 from __future__ import annotations
@@ -569,14 +570,16 @@ class LocalRepository(Repository):
 
 
 def open_repository(text: str, *, require_manifest: bool = False) -> Repository:
-    """The repository ``text`` names: a local directory (``s3://`` comes in a later version)."""
+    """The repository ``text`` names: a local directory, or ``s3://BUCKET/PREFIX`` (where a
+    manifest is always required; endpoint and credentials from the AWS variables)."""
     if not text:
-        raise UsageError("the repository is a directory path, got ''")
+        raise UsageError("the repository is a directory path or an s3:// URL, got ''")
     if _URL_SCHEME.match(text):
         scheme = text.split("://", 1)[0].lower()
         if scheme == "s3":
-            raise UsageError(
-                f"{excerpt(text)}: S3 repositories are not supported yet; give a local directory"
-            )
+            # Imported here: local repositories (and the server without S3) never load obstore.
+            from modelrepo.s3 import S3Repository, parse_s3_url
+
+            return S3Repository(parse_s3_url(text))
         raise UsageError(f"{excerpt(text)}: unsupported repository URL ({scheme}://)")
     return LocalRepository(text, require_manifest=require_manifest)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from app.api.hot import ServiceApp
     from app.config import Settings
     from app.lifecycle.loading import LoadedModel
+    from tests.support.s3 import SeaweedS3
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -129,3 +130,39 @@ def app(settings: Settings) -> ServiceApp:
 def client(app: ServiceApp) -> Iterator[TestClient]:
     with TestClient(app) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """One real S3 server (SeaweedFS) for the session, on free loopback ports, with its own
+    credentials and bucket; tests use prefixes of their own (``s3_url``). Skipped (failed with
+    XOR_REQUIRE_SERVICES=1) without the ``weed`` binary."""
+    from tests.support.requirements import require
+    from tests.support.s3 import seaweed_s3, weed_problem
+
+    require("SeaweedFS (S3)", weed_problem())
+    with seaweed_s3(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_env(s3_server: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The AWS variables of ``s3_server`` set in this process (the developer's own AWS_*
+    variables removed), and returned for subprocesses; the server is started if a test
+    stopped it."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    environment = s3_server.environment()
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    s3_server.start()
+    return environment
+
+
+@pytest.fixture
+def s3_url(s3_env: dict[str, str], s3_server: SeaweedS3, request: pytest.FixtureRequest) -> str:
+    """``s3://BUCKET/PREFIX``: an empty repository of the test's own on ``s3_server``."""
+    import secrets
+
+    return s3_server.url(f"tests/{request.node.name[:40].strip('[]')}-{secrets.token_hex(4)}")

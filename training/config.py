@@ -123,9 +123,17 @@ class TrainSettings(BaseSettings):
     )
     label: str | None = Field(
         None,
-        description="once published, point this label (e.g. stable) of the export dir's "
+        description="once published, point this label (e.g. stable) of the export dir's (or "
+        "of the --publish repository's) "
         "labels.json at the new version, its previous value kept for rollback; a lowercase "
         "letter, then lowercase letters, digits or '-', at most 63 characters",
+    )
+    publish: str | None = Field(
+        None,
+        description="after the local export, upload the version to this model repository on "
+        "S3, s3://BUCKET/PREFIX (endpoint and credentials from AWS_ENDPOINT_URL, "
+        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); --label then points a label "
+        "there",
     )
     if_missing: bool = Field(
         False, description="do nothing if the export dir already holds a version"
@@ -160,6 +168,24 @@ class TrainSettings(BaseSettings):
     def _label_name(cls, value: str | None) -> str | None:
         if value is not None and (problem := label_name_problem(value)):
             raise ValueError(problem)
+        return value
+
+    @field_validator("publish")
+    @classmethod
+    def _s3_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from modelrepo.s3 import SCHEME
+
+        if not value.lower().startswith(SCHEME):
+            raise ValueError("must be an s3://BUCKET/PREFIX URL")
+        from modelrepo.errors import UsageError
+        from modelrepo.s3 import parse_s3_url
+
+        try:
+            parse_s3_url(value)
+        except UsageError as exc:
+            raise ValueError(str(exc)) from exc
         return value
 
     @field_validator("log_level", mode="before")

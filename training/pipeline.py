@@ -39,6 +39,11 @@ def run(settings: TrainSettings) -> int:
     """
     if _already_published(settings):
         return 0
+    destination = None
+    if settings.publish is not None:
+        from training.publish import open_destination
+
+        destination = open_destination(settings.publish)
     train_data, test_data = _load_data(settings)
     _make_deterministic(settings.seed)
 
@@ -55,7 +60,12 @@ def run(settings: TrainSettings) -> int:
             )
             return 128 + signum
         published = _export(settings, trainer, outcome, test_data)
-    if settings.label is not None:
+    if destination is not None:
+        from training.publish import publish_version
+
+        # --label then names a label of the S3 repository, the one servers follow.
+        publish_version(destination, published.path, published.version, settings.label)
+    elif settings.label is not None:
         from training.export import point_label
 
         point_label(settings.export_dir, published.version, settings.label)

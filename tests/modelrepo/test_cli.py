@@ -268,7 +268,7 @@ def test_gc_with_a_corrupt_labels_file_deletes_nothing(
         (["gc", "{repo}", "--keep", "0"], 2, "argument --keep: --keep is an integer 1 to"),
         (["gc", "{repo}"], 2, "the following arguments are required: --keep"),
         (["gc", "{repo}", "--keep", "1", "--force"], 2, "unrecognized arguments: --force"),
-        (["promote", "s3://bucket/models", "1"], 2, "S3 repositories are not supported yet"),
+        (["promote", "s3://Bad_Bucket/models", "1"], 2, "the bucket name must be"),
         (["publish", "{repo}"], 2, "argument COMMAND: invalid choice: 'publish'"),
         ([], 2, "the following arguments are required: COMMAND"),
     ],

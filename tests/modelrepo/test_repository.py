@@ -285,7 +285,7 @@ def test_a_missing_repository_is_not_found(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("s3://bucket/prefix", "S3 repositories are not supported yet"),
+        ("s3://Bad_Bucket/prefix", "the bucket name must be"),
         ("gs://bucket", "unsupported repository URL (gs://)"),
         ("", "the repository is a directory path"),
     ],
