@@ -6,7 +6,8 @@ AppError                        anything app/ raises on purpose
 └── ApiError                    an error a client is answered with: carries ``status`` and ``code``
     ├── MalformedRequest        400 malformed_request: not JSON, not UTF-8, NaN/Infinity
     ├── NotFound                404 not_found
-    │   └── VersionNotLoaded    404 version_not_loaded: a pinned version outside the window
+    │   ├── VersionNotLoaded    404 version_not_loaded: a pinned version outside the window
+    │   └── LabelNotFound       404 label_not_found: a pinned label no loaded version serves
     ├── MethodNotAllowed        405 method_not_allowed
     ├── PayloadTooLarge         413 payload_too_large (checked before anything is parsed)
     ├── UnsupportedMediaType    415 unsupported_media_type
@@ -77,6 +78,10 @@ class NotFound(ApiError):
 
 class VersionNotLoaded(NotFound):
     code = "version_not_loaded"
+
+
+class LabelNotFound(NotFound):
+    code = "label_not_found"
 
 
 class MethodNotAllowed(ApiError):

@@ -47,8 +47,16 @@ def build_services(settings: Settings, *, model_call: ModelCall = call_model) ->
         observer=metrics,
         keep=settings.loaded_versions,
         min_accuracy=settings.min_accuracy,
+        label_observer=metrics,
     )
     metrics.watch(lambda: store.current)
+
+    def labels_now() -> tuple[dict[str, int], int]:
+        view = store.view  # once: the versions and the share of the same moment
+        versions = {name: model.version for name, model in view.labels.items()}
+        return versions, round(view.canary_share * 100)
+
+    metrics.watch_labels(labels_now)
     metrics.watch_files(lambda: store.file_problems)
     batcher = (
         MicroBatcher(max_rows=settings.batch_max_pairs, observer=metrics, model_call=model_call)

@@ -40,6 +40,29 @@ class _FileProblemsCollector(Collector):
         yield gauge
 
 
+class _LabelsCollector(Collector):
+    def __init__(self, labels: Callable[[], tuple[Mapping[str, int], int]]) -> None:
+        self._labels = labels
+
+    def collect(self) -> Iterator[Metric]:
+        versions, canary_percent = self._labels()
+        gauge = GaugeMetricFamily(
+            "xor_model_label_version",
+            "Version serving each label of labels.json (a label whose version cannot be "
+            "served stays on the version that served it)",
+            labels=["label"],
+        )
+        for name, version in sorted(versions.items()):
+            gauge.add_metric([name], float(version))
+        yield gauge
+        percent = GaugeMetricFamily(
+            "xor_model_canary_percent",
+            "Share of requests naming no version that the canary label serves (0 without one)",
+        )
+        percent.add_metric([], float(canary_percent))
+        yield percent
+
+
 class _InFlightCollector(Collector):
     def __init__(self, in_flight: Callable[[], int]) -> None:
         self._in_flight = in_flight
@@ -167,6 +190,18 @@ class Metrics:
             buckets=_CALL_BUCKETS,
             registry=self.registry,
         )
+        self.label_problems = Counter(
+            "xor_model_label_problems",
+            "Labels that could not move to the version labels.json names, by label and reason "
+            "(version_missing, version_failed); counted once per label and version",
+            ["label", "reason"],
+            registry=self.registry,
+        )
+        self.labels_file_problems = Counter(
+            "xor_model_labels_file_problems",
+            "Times labels.json became unreadable or invalid (the last good labels kept applying)",
+            registry=self.registry,
+        )
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         for outcome in ("success", "failure"):
             self.model_loads.labels(outcome)
@@ -180,6 +215,17 @@ class Metrics:
     def watch_files(self, problems: Callable[[], Mapping[int, str]]) -> None:
         """Report loaded versions whose files changed on disk (``problems()`` once per scrape)."""
         self.registry.register(_FileProblemsCollector(problems))
+
+    def watch_labels(self, labels: Callable[[], tuple[Mapping[str, int], int]]) -> None:
+        """Report which version serves each label, and the canary's share (``labels()`` once
+        per scrape: label -> version, percent)."""
+        self.registry.register(_LabelsCollector(labels))
+
+    def label_problem(self, *, label: str, reason: str) -> None:
+        self.label_problems.labels(label, reason).inc()
+
+    def labels_file_problem(self) -> None:
+        self.labels_file_problems.inc()
 
     def watch_in_flight(self, in_flight: Callable[[], int]) -> None:
         """Report the prediction requests in flight (``in_flight()`` once per scrape: nothing

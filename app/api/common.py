@@ -18,9 +18,10 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from app.api.dependencies import Services
-from app.errors import ApiError, InvalidInput, NotFound
+from app.errors import ApiError, InvalidInput, LabelNotFound, NotFound
 from app.lifecycle.discovery import MAX_VERSION
 from app.lifecycle.loading import LoadedModel
+from modelrepo.format import label_name_problem
 
 # A version in a URL: digits only ("²" is not one), at most int64's 19; MAX_VERSION bounds it.
 _VERSION = re.compile(r"[0-9]{1,19}")
@@ -70,18 +71,36 @@ def check_model_name(
 
 
 def resolve_model(
-    services: Services, name: str, version: str | None, messages: NotFoundMessages
+    services: Services,
+    name: str,
+    version: str | None,
+    messages: NotFoundMessages,
+    *,
+    predict: bool = False,
 ) -> LoadedModel:
     """The model a URL names. 404 for another name or a version that is not a number,
     VersionNotLoaded (404) for a version outside the loaded window, ModelUnavailable (503)
-    while nothing is loaded."""
+    while nothing is loaded. Naming no version: the served one, or for a prediction
+    (``predict``) the canary for its share of requests."""
     check_model_name(services, name, version, messages)
     if version is None:
-        return services.prediction.model()
+        return services.prediction.route() if predict else services.prediction.model()
     number = version_number(version)
     if number is None:
         raise messages.unknown_version(name, version)
     return services.prediction.model(number)
+
+
+def resolve_label(
+    services: Services, name: str, label: str, messages: NotFoundMessages
+) -> LoadedModel:
+    """The model serving the label a URL names: 404 for another model name, and
+    LabelNotFound (404) for a label that is malformed or that no loaded version serves."""
+    check_model_name(services, name, None, messages)
+    if label_name_problem(label) is not None:
+        services.prediction.model()  # 503 while nothing is loaded, as for every request
+        raise LabelNotFound(f"label {label[:64]!r} is not served by any loaded version")
+    return services.prediction.route(label=label)
 
 
 class ProtocolErrorResponse(BaseModel):
@@ -96,7 +115,7 @@ class ProtocolErrorResponse(BaseModel):
 
 _PROTOCOL_ERRORS = {
     400: "Bad request: not JSON, unknown fields, wrong shape, datatype or value (not 0 or 1)",
-    404: "Unknown model name, or a version that is not loaded",
+    404: "Unknown model name, a version that is not loaded, or a label no loaded version serves",
     405: "Method not allowed",
     413: "Request body larger than XOR_MAX_BODY_BYTES",
     500: "Internal error",
@@ -123,6 +142,8 @@ def path_parameters(*names: str) -> list[dict[str, Any]]:
         "model_name": "the model's name (XOR_MODEL_NAME, default `xor`)",
         "version": "a loaded version number",
         "model_version": "a loaded version number",
+        "label": "a version label of labels.json (e.g. `stable`, `canary`) that a loaded "
+        "version serves",
     }
     return [
         {

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.core.bits import Batch
-from app.errors import ModelUnavailable, VersionNotLoaded
+from app.errors import LabelNotFound, ModelUnavailable, VersionNotLoaded
 
 if TYPE_CHECKING:
     from app.core.batching import MicroBatcher
@@ -58,6 +58,13 @@ class ModelSource(Protocol):
     def loaded(self) -> tuple[LoadedModel, ...]: ...
 
     def get(self, version: int) -> LoadedModel | None: ...
+
+    def pick(self) -> LoadedModel | None: ...
+
+    def labelled(self, label: str) -> LoadedModel | None: ...
+
+    @property
+    def label_versions(self) -> dict[str, int]: ...
 
     @property
     def unavailable_reason(self) -> str: ...
@@ -100,6 +107,32 @@ class PredictionService:
             loaded = ", ".join(str(m.version) for m in self._source.loaded)
             raise VersionNotLoaded(f"version {version} is not loaded (loaded versions: {loaded})")
         return pinned
+
+    def route(self, *, version: int | None = None, label: str | None = None) -> LoadedModel:
+        """The model a prediction request goes to: the loaded ``version``, the version serving
+        ``label``, or (naming neither) the canary for its share of requests, else the served
+        one. Read once, so the request finishes on it.
+
+        ModelUnavailable (503) while nothing is loaded, VersionNotLoaded (404) for a version
+        outside the loaded window, LabelNotFound (404) for a label no loaded version serves.
+        """
+        if label is not None:
+            self.model()  # 503 while nothing is loaded, as for every request
+            model = self._source.labelled(label)
+            if model is None:
+                served = ", ".join(
+                    f"{name}={v}" for name, v in sorted(self._source.label_versions.items())
+                )
+                raise LabelNotFound(
+                    f"label {label!r} is not served by any loaded version "
+                    f"(labels served: {served or 'none'})"
+                )
+            return model
+        if version is not None:
+            return self.model(version)
+        self.model()
+        picked = self._source.pick()
+        return picked if picked is not None else self.model()
 
     async def predict_async(self, batch: Batch, model: LoadedModel | None = None) -> ModelOutputs:
         """:meth:`predict` for async callers, micro-batched with concurrent requests.

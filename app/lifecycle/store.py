@@ -14,6 +14,18 @@ loaded again from its new files and swapped in if they pass, because that is wha
 would serve; if they fail, or the files are gone, the loaded model keeps serving from memory
 and the log and metrics say that a restart would not bring it back.
 
+Labels (``labels.json`` at the root of the model directory, ``modelrepo``'s format), read on
+every scan: with a ``stable`` label, requests that name no version (:meth:`ModelStore.pick`)
+are served by the version it names, not the newest, and with a ``canary`` label and
+``canary_percent`` > 0 that share of them by the canary (one random draw per request: every
+replica reads the same file, so the share is the same everywhere). Loaded are the labelled
+versions plus the newest ``keep``; the newest stays loaded and warm as a standby. A label
+naming a version that does not exist, fails to load or fails its golden set leaves the label
+on the version that served it before (logged once, counted); a labels.json that cannot be
+read or parsed is logged once and counted, and the last good labels keep applying. Without a
+labels file (or without ``stable``) the newest version serves, as it did before labels.
+What requests read is one immutable :class:`ServingView`, replaced by one assignment.
+
 The poller's liveness: every completed scan is reported to the observer (the metrics'
 ``xor_model_poll_last_success_timestamp_seconds``), and a watchdog thread logs one WARNING
 when no scan has completed for a while (:func:`stall_threshold`). A stalled poller does not
@@ -25,15 +37,21 @@ are checked before TensorFlow reads them, ``app.lifecycle.files``.)
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Protocol
 
 from app.errors import ModelLoadError
 from app.lifecycle.discovery import Fingerprint, find_versions, fingerprint
 from app.lifecycle.loading import LoadedModel, load_version
+from modelrepo import Labels, ModelRepoError
+from modelrepo.format import CANARY_LABEL, DEFAULT_LABEL, LABELS_FILE
+from modelrepo.repository import LocalRepository
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +77,44 @@ class LoadObserver(Protocol):
     def scan_finished(self, *, timestamp: float) -> None: ...
 
 
+class LabelObserver(Protocol):
+    """Told about label problems (the metrics implement it)."""
+
+    def label_problem(self, *, label: str, reason: str) -> None: ...
+
+    def labels_file_problem(self) -> None: ...
+
+
+# Why a label cannot move to the version it names (the ``reason`` of the label-problem metric).
+LABEL_VERSION_MISSING = "version_missing"
+LABEL_VERSION_FAILED = "version_failed"
+
+
+@dataclass(frozen=True)
+class LabelProblem:
+    """Why ``label`` is not served by the version labels.json names for it."""
+
+    version: int
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ServingView:
+    """What requests read, once each: the loaded versions and who serves what.
+
+    ``default`` serves requests that name no version (the ``stable`` label's version, else the
+    newest loaded); ``labels`` maps each label to the loaded version serving it; ``canary`` gets
+    ``canary_share`` (0 to 1) of the requests that name no version.
+    """
+
+    loaded: tuple[LoadedModel, ...] = ()
+    default: LoadedModel | None = None
+    labels: Mapping[str, LoadedModel] = field(default_factory=lambda: MappingProxyType({}))
+    canary: LoadedModel | None = None
+    canary_share: float = 0.0
+
+
 @dataclass
 class _Failure:
     fingerprint: Fingerprint
@@ -77,6 +133,16 @@ class _State:
     # the stall since then has been logged.
     last_scan: float = field(default_factory=time.monotonic)
     stall_logged: bool = False
+    # The last labels.json that was read and parsed (Labels() without the file), and the error
+    # of the current unreadable one (None while it reads), logged once per distinct error.
+    labels: Labels = field(default_factory=Labels)
+    labels_error: str | None = None
+    # label -> the version serving it (it stays loaded), and why a label does not serve the
+    # version labels.json names (each logged once).
+    label_versions: dict[str, int] = field(default_factory=dict)
+    label_problems: dict[str, LabelProblem] = field(default_factory=dict)
+    # Versions loaded since the view was last published (logged as swapped in or loaded then).
+    fresh: list[int] = field(default_factory=list)
 
 
 class ModelStore:
@@ -89,6 +155,7 @@ class ModelStore:
         *,
         keep: int = 1,
         min_accuracy: float = 0.0,
+        label_observer: LabelObserver | None = None,
     ) -> None:
         if keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
@@ -98,8 +165,11 @@ class ModelStore:
         self.keep = keep
         self.min_accuracy = min_accuracy
         self._observer = observer
-        # The loaded versions, newest first. Replaced by one assignment, never mutated.
+        self._label_observer = label_observer
+        # Every loaded version, newest first: the refresh's working set (refresh lock only).
         self._loaded: tuple[LoadedModel, ...] = ()
+        # What requests read. Replaced by one assignment, never mutated.
+        self._view = ServingView()
         self._state = _State()
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
@@ -107,19 +177,62 @@ class ModelStore:
         self._watchdog: threading.Thread | None = None
 
     @property
+    def view(self) -> ServingView:
+        """Who serves what, as one immutable snapshot. Read it once per request."""
+        return self._view
+
+    @property
     def loaded(self) -> tuple[LoadedModel, ...]:
-        """Every loaded version, newest first (at most ``keep``). Read it once per request."""
-        return self._loaded
+        """Every loaded version, newest first (the newest ``keep`` and the labelled ones)."""
+        return self._view.loaded
 
     @property
     def current(self) -> LoadedModel | None:
-        """The served (newest loaded) model, or None before one is loaded."""
-        loaded = self._loaded
-        return loaded[0] if loaded else None
+        """The model serving requests that name no version (the ``stable`` label's, else the
+        newest loaded), or None before one is loaded. Not drawn: the canary's share is
+        :meth:`pick`'s."""
+        return self._view.default
+
+    def pick(self) -> LoadedModel | None:
+        """The model for one request that names no version: the canary for its share of
+        them (one random draw), else :attr:`current`."""
+        view = self._view
+        if view.canary is not None and random.random() < view.canary_share:
+            return view.canary
+        return view.default
 
     def get(self, version: int) -> LoadedModel | None:
         """The loaded model of ``version``, or None if it is not (or no longer) loaded."""
-        return next((model for model in self._loaded if model.version == version), None)
+        return next((model for model in self._view.loaded if model.version == version), None)
+
+    def labelled(self, label: str) -> LoadedModel | None:
+        """The model serving ``label``, or None if no loaded version serves it."""
+        return self._view.labels.get(label)
+
+    @property
+    def labels(self) -> Labels:
+        """The labels that apply (the last labels.json read and parsed)."""
+        return self._state.labels
+
+    @property
+    def label_versions(self) -> dict[str, int]:
+        """label -> the version serving it."""
+        return {name: model.version for name, model in self._view.labels.items()}
+
+    @property
+    def canary_percent(self) -> int:
+        """The canary's share of unpinned requests in percent (0 without a served canary)."""
+        return round(self._view.canary_share * 100)
+
+    @property
+    def label_problems(self) -> dict[str, str]:
+        """label -> why it is not served by the version labels.json names (none: all are)."""
+        return {name: p.message for name, p in self._state.label_problems.items()}
+
+    @property
+    def labels_error(self) -> str | None:
+        """Why labels.json cannot be read (the last good labels apply), or None."""
+        return self._state.labels_error
 
     @property
     def file_problems(self) -> dict[int, str]:
@@ -141,17 +254,203 @@ class ModelStore:
         Blocking (TensorFlow work): call it from a worker thread, never from the event loop.
         """
         with self._refresh_lock:
-            for version, path in find_versions(self.model_dir):  # newest first
-                loaded = self._loaded
-                if len(loaded) >= self.keep and version < loaded[-1].version:
+            self._read_labels()
+            versions = find_versions(self.model_dir)  # newest first
+            # The labelled versions first: at start-up, the newest is not served for a moment
+            # before stable is loaded.
+            self._follow_labels(dict(versions))
+            for version, path in versions:
+                newest = self._loaded[: self.keep]
+                if len(newest) >= self.keep and version < newest[-1].version:
                     break  # this one and all after it are older than the whole window
-                if all(model.version != version for model in loaded):
+                if all(model.version != version for model in self._loaded):
                     self._try_load(version, path, fingerprint(path))
             self._check_loaded_files()
+            self._trim()
             if not self._loaded:
                 self._state.reason = self._why_unavailable()
             self._scan_completed()
             return self.current
+
+    # --- labels ---------------------------------------------------------------------------------
+
+    def _read_labels(self) -> None:
+        """labels.json into ``_state.labels``; a broken one is logged once and counted, and
+        the last good labels keep applying."""
+        state = self._state
+        try:
+            labels = LocalRepository(self.model_dir).read_labels()
+        except ModelRepoError as exc:
+            if not self.model_dir.is_dir():
+                labels = Labels()  # no directory (yet): no labels
+            else:
+                self._labels_unreadable(str(exc))
+                return
+        except OSError as exc:
+            self._labels_unreadable(f"{self.model_dir / LABELS_FILE}: {exc.strerror or exc}")
+            return
+        if state.labels_error is not None:
+            log.info(
+                "%s can be read again",
+                self.model_dir / LABELS_FILE,
+                extra={"event": "labels_restored", "labels": dict(labels.labels)},
+            )
+            state.labels_error = None
+        state.labels = labels
+
+    def _labels_unreadable(self, error: str) -> None:
+        state = self._state
+        if error == state.labels_error:
+            return
+        state.labels_error = error
+        if self._label_observer is not None:
+            self._label_observer.labels_file_problem()
+        log.error(
+            "labels.json cannot be used: %s; the last good labels keep applying (%s)",
+            error,
+            _describe(state.labels),
+            extra={
+                "event": "labels_unreadable",
+                "error": error,
+                "labels": dict(state.labels.labels),
+            },
+        )
+
+    def _follow_labels(self, paths: dict[int, Path]) -> None:
+        """Move each label to the version labels.json names once that version is loaded (it
+        is loaded here if need be); a label whose version is missing or fails stays on the
+        version that served it (the problem logged once and counted)."""
+        state = self._state
+        wanted = state.labels.labels
+        for name in [n for n in state.label_versions if n not in wanted]:
+            del state.label_versions[name]
+        for name in [n for n in state.label_problems if n not in wanted]:
+            del state.label_problems[name]
+        for name, version in wanted.items():
+            problem: LabelProblem | None = None
+            if not any(model.version == version for model in self._loaded):
+                path = paths.get(version)
+                if path is None:
+                    problem = LabelProblem(
+                        version,
+                        LABEL_VERSION_MISSING,
+                        f"version {version} is not in {self.model_dir}",
+                    )
+                elif not self._try_load(version, path, fingerprint(path)):
+                    error = self._state.failures[version].error
+                    problem = LabelProblem(
+                        version,
+                        LABEL_VERSION_FAILED,
+                        f"version {version} cannot be served: {error}",
+                    )
+            if problem is None:
+                state.label_versions[name] = version
+                if state.label_problems.pop(name, None) is not None:
+                    log.info(
+                        "label %s is served by version %d, as labels.json says, again",
+                        name,
+                        version,
+                        extra={"event": "label_restored", "label": name, "model_version": version},
+                    )
+                continue
+            if state.label_problems.get(name) == problem:
+                continue
+            state.label_problems[name] = problem
+            if self._label_observer is not None:
+                self._label_observer.label_problem(label=name, reason=problem.reason)
+            serving = state.label_versions.get(name)
+            log.error(
+                "label %s cannot move to version %d: %s; %s",
+                name,
+                version,
+                problem.message,
+                f"version {serving} keeps serving it"
+                if serving is not None
+                else "no version serves it"
+                + (" (requests naming no version get the newest)" if name == DEFAULT_LABEL else ""),
+                extra={
+                    "event": "label_version_unavailable",
+                    "label": name,
+                    "model_version": version,
+                    "reason": problem.reason,
+                    "serving_version": serving,
+                },
+            )
+        self._publish()
+
+    def _trim(self) -> None:
+        """Unload what is neither among the newest ``keep`` nor serving a label."""
+        keepers = {m.version for m in self._loaded[: self.keep]}
+        keepers.update(self._state.label_versions.values())
+        dropped = [m for m in self._loaded if m.version not in keepers]
+        if dropped:
+            self._loaded = tuple(m for m in self._loaded if m.version in keepers)
+        self._publish()
+        for model in dropped:
+            self._state.loaded_prints.pop(model.version, None)
+            self._state.file_problems.pop(model.version, None)
+            # The store's last reference: the model is released once requests on it finish.
+            log.info(
+                "model version %d is unloaded",
+                model.version,
+                extra={"event": "model_unloaded", "model_version": model.version},
+            )
+
+    def _publish(self) -> None:
+        """Build the view from the loaded versions and the labels, swap it in, log changes."""
+        state = self._state
+        loaded = self._loaded
+        by_version = {model.version: model for model in loaded}
+        labels = {
+            name: by_version[version]
+            for name, version in sorted(state.label_versions.items())
+            if version in by_version
+        }
+        default = labels.get(DEFAULT_LABEL) or (loaded[0] if loaded else None)
+        canary = labels.get(CANARY_LABEL)
+        share = state.labels.canary_percent / 100 if canary is not None else 0.0
+        previous = self._view
+        self._view = ServingView(loaded, default, MappingProxyType(labels), canary, share)
+        before = previous.default.version if previous.default is not None else None
+        for version in state.fresh:
+            model = by_version.get(version)
+            if model is None or (model is default and before != version):
+                continue  # logged as swapped in below
+            log.info(
+                "model version %d is loaded for pinned requests%s",
+                version,
+                "".join(f" and label {n}" for n, m in labels.items() if m is model),
+                extra={"event": "model_loaded", "model_version": version, "path": str(model.path)},
+            )
+        state.fresh.clear()
+        if default is not None and before != default.version:
+            log.info(
+                "model version %d is now served",
+                default.version,
+                extra={
+                    "event": "model_swapped",
+                    "model_version": default.version,
+                    "previous_version": before,
+                    "path": str(default.path),
+                    "load_seconds": round(default.load_seconds, 3),
+                    "accuracy": default.evaluation["metrics"]["accuracy"],
+                    "label": DEFAULT_LABEL if DEFAULT_LABEL in labels else None,
+                },
+            )
+        old_labels = {name: model.version for name, model in previous.labels.items()}
+        for name, model in labels.items():
+            if old_labels.get(name) != model.version:
+                log.info(
+                    "label %s is served by version %d",
+                    name,
+                    model.version,
+                    extra={
+                        "event": "label_moved",
+                        "label": name,
+                        "model_version": model.version,
+                        "previous_version": old_labels.get(name),
+                    },
+                )
 
     def _try_load(self, version: int, path: Path, prints: Fingerprint) -> bool:
         failure = self._state.failures.get(version)
@@ -167,16 +466,13 @@ class ModelStore:
             self._failed(version, path, prints, f"{path}: {exc!r}", start, exc_info=True)
             return False
         self._state.failures.pop(version, None)
-        previous = self.current
-        replaced = self.get(version)  # the same version's old files, re-published
+        replaced = next((m for m in self._loaded if m.version == version), None)
         others = (m for m in self._loaded if m is not replaced)
-        window = sorted((*others, model), key=lambda m: m.version, reverse=True)
-        self._loaded = tuple(window[: self.keep])
+        self._loaded = tuple(sorted((*others, model), key=lambda m: m.version, reverse=True))
         self._state.loaded_prints[version] = prints
         self._state.file_problems.pop(version, None)
-        for dropped in window[self.keep :]:
-            self._state.loaded_prints.pop(dropped.version, None)
-            self._state.file_problems.pop(dropped.version, None)
+        if replaced is None:
+            self._state.fresh.append(version)
         if self._observer is not None:
             self._observer.load_finished(success=True, seconds=model.load_seconds)
         if replaced is not None:
@@ -187,32 +483,7 @@ class ModelStore:
                 version,
                 extra={"event": "model_reloaded", "model_version": version, "path": str(path)},
             )
-        elif self.current is model:
-            log.info(
-                "model version %d is now served",
-                version,
-                extra={
-                    "event": "model_swapped",
-                    "model_version": version,
-                    "previous_version": previous.version if previous else None,
-                    "path": str(path),
-                    "load_seconds": round(model.load_seconds, 3),
-                    "accuracy": model.evaluation["metrics"]["accuracy"],
-                },
-            )
-        else:
-            log.info(
-                "model version %d is loaded for pinned requests",
-                version,
-                extra={"event": "model_loaded", "model_version": version, "path": str(path)},
-            )
-        for dropped in window[self.keep :]:
-            # The store's last reference: the model is released once requests on it finish.
-            log.info(
-                "model version %d is unloaded",
-                dropped.version,
-                extra={"event": "model_unloaded", "model_version": dropped.version},
-            )
+        self._publish()
         return True
 
     def _check_loaded_files(self) -> None:
@@ -379,3 +650,9 @@ class ModelStore:
     def _watch(self, every_seconds: float, *, stall_after: float) -> None:
         while not self._stop.wait(every_seconds):
             self.check_stalled(stall_after)
+
+
+def _describe(labels: Labels) -> str:
+    if not labels.labels:
+        return "no labels: the newest version serves"
+    return ", ".join(f"{name}={version}" for name, version in labels.labels.items())

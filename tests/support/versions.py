@@ -157,3 +157,20 @@ BREAKERS: list[tuple[Breaker, str]] = [
     (golden_set_of_xnor, "answers 4 of the 4 pairs of its golden set"),
     (golden_set_malformed, r"inputs\[1\] must be a pair of the integers 0 or 1"),
 ]
+
+
+def publish_verified_copy(source: Path, model_dir: Path, version: int) -> Path:
+    """:func:`publish_copy` with a MANIFEST.json of its own files (the trained version's
+    manifest names the trained number and its evaluation.json's bytes): a version that
+    verifies, as training publishes one."""
+    from modelrepo.manifest import build_manifest, write_manifest
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = model_dir / f".tmp-verified-{version}"
+    copied = publish_copy(source, staging, version)
+    (copied / "MANIFEST.json").unlink(missing_ok=True)
+    write_manifest(copied, build_manifest(copied, version))
+    target = model_dir / str(version)
+    os.rename(copied, target)
+    staging.rmdir()
+    return target

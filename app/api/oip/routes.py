@@ -197,7 +197,8 @@ def _infer_openapi(*names: str) -> dict[str, Any]:
 async def handle_infer(request: Request, services: Services) -> Response:
     """One input tensor `inputs` [n, 2] (FP32, FP64, INT32, INT64 or BOOL; 0/1 values)."""
     version: str | None = request.path_params.get("model_version")
-    model = _resolve(services, request.path_params["model_name"], version)
+    name = request.path_params["model_name"]
+    model = resolve_model(services, name, version, _NOT_FOUND, predict=True)
     header, binary = split_body(await request.body(), request.headers.get(HEADER_LENGTH))
     infer_request = parse_infer_request(header, binary, services.settings.max_request_pairs)
     outputs = await services.prediction.predict_async(infer_request.batch, model)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -27,8 +28,13 @@ from app.core.bits import (
 from app.core.prediction import ModelOutputs
 from app.core.rowgroups import group_rows
 from app.errors import Detail, UnsupportedMediaType
+from app.lifecycle.discovery import MAX_VERSION
+from app.lifecycle.loading import LoadedModel
+from modelrepo.format import label_name_problem
 
 _UTF8 = {"utf-8", "utf8"}
+_QUERY_KEYS = ("version", "label")
+_VERSION = re.compile(r"[0-9]{1,19}")
 _PREDICT_KEYS = ("inputs", "instances")
 
 
@@ -98,10 +104,60 @@ def parse_predict_request(document: Any, max_request_pairs: int) -> tuple[list[P
     return validate_pairs(document["instances"], "instances", max_request_pairs), False
 
 
+def parse_pinning(pairs: list[tuple[str, str]]) -> tuple[int | None, str | None]:
+    """The ``version`` or ``label`` a ``/predict`` query string pins (at most one of them,
+    each at most once), validated: a version is 1 to 2**63-1 in ASCII digits, a label a
+    labels.json name (``[a-z][a-z0-9-]*``, at most 63 characters)."""
+    details = []
+    seen: dict[str, str] = {}
+    for key, value in pairs:
+        shown = key if len(key) <= 40 else key[:37] + "..."
+        if key not in _QUERY_KEYS:
+            details.append(Detail(f"query.{shown}", "unknown parameter; only 'version' or 'label'"))
+        elif key in seen:
+            details.append(Detail(f"query.{key}", "given more than once"))
+        else:
+            seen[key] = value
+    version: int | None = None
+    label: str | None = None
+    if "version" in seen:
+        text = seen["version"]
+        if _VERSION.fullmatch(text) and 1 <= int(text) <= MAX_VERSION:
+            version = int(text)
+        else:
+            details.append(
+                Detail(
+                    "query.version",
+                    f"must be a version number 1 to {MAX_VERSION}, got {text[:40]!r}",
+                )
+            )
+    if "label" in seen:
+        problem = label_name_problem(seen["label"])
+        if problem is None:
+            label = seen["label"]
+        else:
+            details.append(Detail("query.label", problem))
+    if "version" in seen and "label" in seen:
+        details.append(Detail("query", "has both 'version' and 'label'; give at most one"))
+    if details:
+        raise_details(details)
+    return version, label
+
+
+def pinned_model(request: Request, services: Services) -> LoadedModel:
+    """The model a ``/predict`` request goes to: ``?version=N``, ``?label=NAME`` or, naming
+    neither, the served one (or the canary, for its share)."""
+    query = request.scope.get("query_string", b"")
+    if not query:
+        return services.prediction.route()
+    version, label = parse_pinning(request.query_params.multi_items())
+    return services.prediction.route(version=version, label=label)
+
+
 async def handle_predict(request: Request, services: Services) -> Response:
     """Predict the XOR class of one pair (`inputs`) or a batch (`instances`), in one call."""
     pairs, batch = await read_predict_request(request, services.settings.max_request_pairs)
-    model = services.prediction.model()
+    model = pinned_model(request, services)
     outputs = await services.prediction.predict_async(batch, model)
     return Response(render_predict_response(pairs, batch, outputs), media_type="application/json")
 

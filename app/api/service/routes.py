@@ -14,11 +14,12 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from app.api.common import json_response
-from app.api.dependencies import ServicesDep
+from app.api.dependencies import Services, ServicesDep
 from app.api.hot import HotRoute
 from app.api.service.errors import render_service_error
 from app.api.service.predict import handle_predict
 from app.api.service.schemas import (
+    PREDICT_QUERY_PARAMETERS,
     PREDICT_REQUEST_BODY,
     HealthOk,
     HealthUnavailable,
@@ -39,12 +40,15 @@ HOT_ROUTES = (HotRoute("/predict", handle_predict, render_service_error),)
     "/predict",
     summary="Predict the XOR class of one pair or a batch of pairs",
     response_model=PredictResponse,
-    responses=error_responses(400, 413, 415, 422, 500, 503),
-    openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
+    responses=error_responses(400, 404, 413, 415, 422, 500, 503),
+    openapi_extra={"requestBody": PREDICT_REQUEST_BODY, "parameters": PREDICT_QUERY_PARAMETERS},
     tags=["prediction"],
 )
 async def predict(request: Request, services: ServicesDep) -> Response:
-    """Predict the XOR class of one pair (`inputs`) or a batch (`instances`), in one call."""
+    """Predict the XOR class of one pair (`inputs`) or a batch (`instances`), in one call.
+
+    Served by the `stable` label's version (the newest without labels.json), or the canary for
+    its share; `?version=N` or `?label=NAME` pins a loaded version or a label."""
     return await handle_predict(request, services)
 
 
@@ -60,8 +64,26 @@ def _readiness(services: ServicesDep) -> Response:
         body = {"status": "unavailable", "reason": services.store.unavailable_reason}
         return json_response(body, status=503)
     return json_response(
-        {"status": "ok", "model_version": model.version, "loaded_at": model.loaded_at_text}
+        {
+            "status": "ok",
+            "model_version": model.version,
+            "loaded_at": model.loaded_at_text,
+            **labels_summary(services),
+        }
     )
+
+
+def labels_summary(services: Services) -> dict[str, Any]:
+    """The labels' part of /health and /model: who serves each label, the canary's share,
+    and what keeps labels.json from applying."""
+    store = services.store
+    view = store.view  # once: labels and share of the same moment
+    return {
+        "labels": {name: model.version for name, model in view.labels.items()},
+        "canary_percent": round(view.canary_share * 100),
+        "label_problems": store.label_problems,
+        "labels_error": store.labels_error,
+    }
 
 
 @router.get(
@@ -148,5 +170,6 @@ async def model_info(services: ServicesDep) -> Response:
             "load_seconds": round(model.load_seconds, 6),
             "signature": dataclasses.asdict(model.signature_info),
             "evaluation": model.evaluation,
+            **labels_summary(services),
         }
     )

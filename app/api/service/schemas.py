@@ -106,6 +106,23 @@ class HealthOk(BaseModel):
     status: Literal["ok"]
     model_version: int
     loaded_at: str = Field(description="when the served version was swapped in (UTC, ...Z)")
+    labels: dict[str, int] = Field(
+        default_factory=dict,
+        description="labels.json's labels, each with the version serving it (a label whose "
+        "version cannot be served stays on the one that served it); empty without labels.json",
+    )
+    canary_percent: int = Field(
+        default=0,
+        description="share of requests naming no version served by the `canary` label",
+    )
+    label_problems: dict[str, str] = Field(
+        default_factory=dict,
+        description="labels not served by the version labels.json names, and why",
+    )
+    labels_error: str | None = Field(
+        default=None,
+        description="why labels.json cannot be used (the last good labels apply), or null",
+    )
 
     model_config = {
         "json_schema_extra": {
@@ -154,9 +171,46 @@ class ModelInfo(BaseModel):
     load_seconds: float
     signature: SignatureModel
     evaluation: dict[str, Any] = Field(description="the version's evaluation.json, verbatim")
+    labels: dict[str, int] = Field(
+        default_factory=dict,
+        description="labels.json's labels, each with the version serving it (a label whose "
+        "version cannot be served stays on the one that served it); empty without labels.json",
+    )
+    canary_percent: int = Field(
+        default=0,
+        description="share of requests naming no version served by the `canary` label",
+    )
+    label_problems: dict[str, str] = Field(
+        default_factory=dict,
+        description="labels not served by the version labels.json names, and why",
+    )
+    labels_error: str | None = Field(
+        default=None,
+        description="why labels.json cannot be used (the last good labels apply), or null",
+    )
 
 
 class MetricsJson(BaseModel):
     model_version: int
     evaluated_at: str | None
     evaluation: dict[str, float] = Field(description="every numeric metric of evaluation.json")
+
+
+PREDICT_QUERY_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "version",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+        "description": "pin a loaded version (404 `version_not_loaded` otherwise); not with "
+        "`label`",
+    },
+    {
+        "name": "label",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,62}$"},
+        "description": "pin the version serving a label of labels.json, e.g. `stable` or "
+        "`canary` (404 `label_not_found` if none does); not with `version`",
+    },
+]

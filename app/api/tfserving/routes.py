@@ -19,6 +19,7 @@ from app.api.common import (
     path_parameters,
     protocol_error_responses,
     render_protocol_error,
+    resolve_label,
     resolve_model,
 )
 from app.api.dependencies import Services, ServicesDep
@@ -111,10 +112,18 @@ def _version_from_path(request: Request) -> str | None:
     return version
 
 
+def _model_from_path(request: Request, services: Services, *, predict: bool) -> LoadedModel:
+    """The model a /v1 URL names: by label, by version, or (neither) the served one."""
+    name = request.path_params["model_name"]
+    label: str | None = request.path_params.get("label")
+    if label is not None:
+        return resolve_label(services, name, label, _NOT_FOUND)
+    return resolve_model(services, name, _version_from_path(request), _NOT_FOUND, predict=predict)
+
+
 async def handle_predict(request: Request, services: Services) -> Response:
     """Row (`instances`) or columnar (`inputs`) format; bits as 0/1 or 0.0/1.0."""
-    name = request.path_params["model_name"]
-    model = _resolve(services, name, _version_from_path(request))
+    model = _model_from_path(request, services, predict=True)
     document = decode_json(await request.body())
     batch, row_format = parse_predict_request(document, services.settings.max_request_pairs)
     outputs = await services.prediction.predict_async(batch, model)
@@ -159,6 +168,21 @@ async def predict_version(request: Request, services: ServicesDep) -> Response:
     return await handle_predict(request, services)
 
 
+@router.post(
+    "/{model_name}/labels/{label}:predict",
+    summary="TF Serving Predict on the version a label names",
+    **_PREDICT,  # type: ignore[arg-type]
+    openapi_extra={
+        "requestBody": TFSERVING_PREDICT_BODY,
+        "parameters": [*path_parameters("model_name", "label")],
+    },
+)
+async def predict_label(request: Request, services: ServicesDep) -> Response:
+    """As `:predict`, on the version serving the label (labels.json: e.g. `stable`, `canary`);
+    404 for a label no loaded version serves."""
+    return await handle_predict(request, services)
+
+
 @router.get(
     "/{model_name}",
     summary="TF Serving model status: every loaded version",
@@ -183,6 +207,19 @@ async def model_status(request: Request, services: ServicesDep) -> Response:
 async def version_status(request: Request, services: ServicesDep) -> Response:
     """AVAILABLE while the version is loaded; 404 otherwise."""
     model = _resolve(services, *_names(request))
+    return json_response({"model_version_status": [_version_status(model)]})
+
+
+@router.get(
+    "/{model_name}/labels/{label}",
+    summary="TF Serving model status of the version a label names",
+    response_model=TFServingModelStatus,
+    responses=protocol_error_responses(404, 503),
+    openapi_extra={"parameters": path_parameters("model_name", "label")},
+)
+async def label_status(request: Request, services: ServicesDep) -> Response:
+    """AVAILABLE, for the version serving the label; 404 for a label no loaded version serves."""
+    model = _model_from_path(request, services, predict=False)
     return json_response({"model_version_status": [_version_status(model)]})
 
 
@@ -212,10 +249,28 @@ async def version_metadata(request: Request, services: ServicesDep) -> Response:
     return json_response(_metadata(request.path_params["model_name"], model))
 
 
+@router.get(
+    "/{model_name}/labels/{label}/metadata",
+    summary="TF Serving model metadata of the version a label names",
+    response_model=TFServingModelMetadata,
+    responses=protocol_error_responses(404, 503),
+    openapi_extra={"parameters": path_parameters("model_name", "label")},
+)
+async def label_metadata(request: Request, services: ServicesDep) -> Response:
+    """As `/metadata`, for the version serving the label."""
+    model = _model_from_path(request, services, predict=False)
+    return json_response(_metadata(request.path_params["model_name"], model))
+
+
 HOT_ROUTES = (
     HotRoute(f"{PREFIX}/models/{{model_name}}:predict", handle_predict, render_protocol_error),
     HotRoute(
         f"{PREFIX}/models/{{model_name}}/versions/{{version}}:predict",
+        handle_predict,
+        render_protocol_error,
+    ),
+    HotRoute(
+        f"{PREFIX}/models/{{model_name}}/labels/{{label}}:predict",
         handle_predict,
         render_protocol_error,
     ),

@@ -85,7 +85,7 @@ def test_the_first_shape_owning_a_path_wins() -> None:
 
 
 def test_the_app_answers_unknown_paths_in_the_owning_apis_shape(client: TestClient) -> None:
-    for path in ("/v1", "/v1/models/xor/labels/x", "/v2/repository/index"):
+    for path in ("/v1", "/v1/models/xor/labels/x/y", "/v2/repository/index"):
         assert assert_protocol_error(client.get(path), 404) == "no such endpoint"
     for path in ("/v10", "/v1x", "/nope"):
         assert_service_error(client.get(path), 404, code="not_found")

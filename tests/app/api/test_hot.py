@@ -83,7 +83,7 @@ def test_the_hot_routes_are_the_post_routes_fastapi_declares(plain_app: ServiceA
     assert len(hot) == len(set(hot))
     assert set(hot) == post_routes(plain_app)
     assert "/predict" in hot  # not vacuous: the service's own and the protocols' predictions
-    assert len(hot) == 5
+    assert len(hot) == 6
 
 
 def test_create_app_installs_exactly_the_hot_routes(
@@ -142,6 +142,9 @@ def fastapi_choice(app: ServiceApp, path: str) -> tuple[str, dict[str, Any]] | N
         "/v1/models/xor/versions/abc:predict",
         "/v1/models/xor/versions/3:regress",
         "/v1/models/xor/versions/3/x:predict",
+        "/v1/models/xor/labels/stable:predict",
+        "/v1/models/xor/labels/stable/x:predict",
+        "/v1/models/xor/labels/:predict",
         "/v1/models/xor",
         "/v2/models/xor/infer",
         "/v2/models/xor/versions/1/infer",
@@ -190,6 +193,13 @@ REQUESTS: list[tuple[str, dict[str, str], bytes]] = [
     ("/v1/models/other:predict", JSON, b'{"instances": [[0, 1]]}'),
     ("/v1/models/xor/versions/1:predict", JSON, b'{"instances": [[0, 1]]}'),
     ("/v1/models/xor/versions/abc:predict", JSON, b'{"instances": [[0, 1]]}'),
+    ("/v1/models/xor/labels/stable:predict", JSON, b'{"instances": [[0, 1]]}'),
+    ("/v1/models/xor/labels/Not-A-Label:predict", JSON, b'{"instances": [[0, 1]]}'),
+    ("/predict?version=1", JSON, b'{"inputs": [0, 1]}'),
+    ("/predict?version=0", JSON, b'{"inputs": [0, 1]}'),
+    ("/predict?version=1&label=stable", JSON, b'{"inputs": [0, 1]}'),
+    ("/predict?label=canary", JSON, b'{"inputs": [0, 1]}'),
+    ("/predict?label=Canary&other=1", JSON, b'{"inputs": [0, 1]}'),
     ("/v2/models/xor/infer", JSON, json.dumps(V2_PAIR).encode()),
     ("/v2/models/xor/infer", JSON, b'{"inputs": []}'),
     ("/v2/models/xor/infer", {"Content-Type": "text/plain"}, json.dumps(V2_PAIR).encode()),
