@@ -18,6 +18,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.errors import ConfigError
+from modelrepo.errors import UsageError
+from modelrepo.s3 import parse_s3_url
 from xorlog.formats import LogFormat, parse_log_format
 
 __all__ = ["ENV_PREFIX", "RENAMED_VARIABLES", "LogFormat", "Settings", "load_settings"]
@@ -50,6 +52,12 @@ class Settings(BaseSettings):
     model_dir: Path = Field(
         Path("models/xor"),
         description="Directory holding the published versions (`<dir>/<integer version>/`).",
+    )
+    model_source: str = Field(
+        "",
+        description="`s3://BUCKET/PREFIX` of a model repository on object storage: "
+        "`XOR_MODEL_DIR` is then kept as a local cache of it (created if missing), endpoint "
+        "and credentials from the standard AWS variables. Empty: serve `XOR_MODEL_DIR` as is.",
     )
     host: str = Field("127.0.0.1", min_length=1, description="Address the HTTP server binds to.")
     port: int = Field(8000, ge=1, le=65535, description="TCP port the HTTP server listens on.")
@@ -149,6 +157,19 @@ class Settings(BaseSettings):
             return value.upper()
         raise ValueError(f"must be DEBUG, INFO, WARNING or ERROR, got {value!r}")
 
+    @field_validator("model_source")
+    @classmethod
+    def _s3_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return ""
+        if "@" in value:  # never echo what may be credentials written into the URL
+            raise ValueError("must be s3://BUCKET/PREFIX, without credentials in it")
+        try:
+            return parse_s3_url(value).url
+        except UsageError as exc:
+            raise ValueError(str(exc)) from exc
+
     @field_validator("log_format", mode="before")
     @classmethod
     def _lower_format(cls, value: Any) -> Any:
@@ -209,7 +230,8 @@ def _describe(error: ValidationError) -> str:
             old = _OLD_NAMES.get(name)
             if old and _environment_value(name) is None and _environment_value(old) is not None:
                 name = f"{old} (the deprecated name of {name})"
-            lines.append(f"{name}: {message} (got {item.get('input')!r})")
+            shown = "(not shown)" if "credentials" in message else repr(item.get("input"))
+            lines.append(f"{name}: {message} (got {shown})")
         else:
             lines.append(message)
     return "invalid settings:\n  " + "\n  ".join(lines)

@@ -6,6 +6,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import anyio.to_thread
@@ -27,6 +28,7 @@ from app.core.batching import MicroBatcher
 from app.core.prediction import ModelCall, PredictionService, call_model
 from app.errors import ApiError
 from app.lifecycle.store import ModelStore
+from app.lifecycle.sync import REASONS, ModelSync
 from app.metrics import Metrics
 from app.server.middleware import (
     BodyLimitMiddleware,
@@ -35,19 +37,41 @@ from app.server.middleware import (
     MatchRoute,
     RequestContextMiddleware,
 )
+from modelrepo.s3 import S3Repository, parse_s3_url
 
 log = logging.getLogger(__name__)
+
+# An unreachable object store must not hold the poller for long: it is retried next poll.
+SYNC_CONNECT_TIMEOUT = timedelta(seconds=2)
 
 
 def build_services(settings: Settings, *, model_call: ModelCall = call_model) -> Services:
     """The metrics, model store and prediction service ``settings`` describe."""
     metrics = Metrics()
+    sync: ModelSync | None = None
+    if settings.model_source:
+        # The model dir is a cache of the S3 repository, filled on the poller's thread.
+        sync = ModelSync(
+            S3Repository(
+                parse_s3_url(settings.model_source),
+                connect_timeout=SYNC_CONNECT_TIMEOUT,
+                max_retries=0,  # the sync retries with its own backoff, the poller never waits
+            ),
+            settings.model_dir,
+            keep=settings.loaded_versions,
+            poll_interval_seconds=settings.poll_interval_seconds,
+            loaded=lambda: frozenset(model.version for model in store.loaded),
+            observer=metrics,
+        )
+        metrics.watch_sync(REASONS)
     store = ModelStore(
         settings.model_dir,
         observer=metrics,
         keep=settings.loaded_versions,
         min_accuracy=settings.min_accuracy,
         label_observer=metrics,
+        require_manifest=sync is not None,
+        before_scan=sync.sync if sync is not None else None,
     )
     metrics.watch(lambda: store.current)
 

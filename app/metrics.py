@@ -6,7 +6,7 @@ store, so they always describe the version that is served, also right after a sw
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -202,6 +202,39 @@ class Metrics:
             "Times labels.json became unreadable or invalid (the last good labels kept applying)",
             registry=self.registry,
         )
+        self.sync_errors = Counter(
+            "xor_model_sync_errors",
+            "Failed syncs from XOR_MODEL_SOURCE, by reason (checksum_mismatch, missing_files, "
+            "unreachable, access_denied, bucket_missing, invalid_document, cache_io); each "
+            "retry with backoff counts again",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.sync_duration = Histogram(
+            "xor_model_sync_duration_seconds",
+            "Time of one sync from XOR_MODEL_SOURCE (an idle one is two conditional GETs)",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=self.registry,
+        )
+        self.sync_bytes = Counter(
+            "xor_model_sync_bytes",
+            "Bytes of version files downloaded from XOR_MODEL_SOURCE (checked against their "
+            "manifests)",
+            registry=self.registry,
+        )
+        self.sync_requests = Counter(
+            "xor_model_sync_requests",
+            "Requests the sync made to XOR_MODEL_SOURCE, by kind (labels, index: one "
+            "conditional GET each per poll; list: one full listing; download: one version "
+            "download attempted, i.e. its manifest, a listing of its prefix and each file)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.sync_last_success = Gauge(
+            "xor_model_sync_last_success_timestamp_seconds",
+            "When the last sync from XOR_MODEL_SOURCE completed without an error (0: none yet)",
+            registry=self.registry,
+        )
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         for outcome in ("success", "failure"):
             self.model_loads.labels(outcome)
@@ -241,6 +274,25 @@ class Metrics:
 
     def scan_finished(self, *, timestamp: float) -> None:
         self.poll_last_success.set(timestamp)
+
+    def watch_sync(self, reasons: Iterable[str]) -> None:
+        """Export each of the sync's error ``reasons`` at 0 from the start."""
+        for reason in reasons:
+            self.sync_errors.labels(reason)
+
+    def sync_finished(self, *, success: bool, seconds: float, timestamp: float) -> None:
+        self.sync_duration.observe(seconds)
+        if success:
+            self.sync_last_success.set(timestamp)
+
+    def sync_error(self, *, reason: str) -> None:
+        self.sync_errors.labels(reason).inc()
+
+    def sync_downloaded(self, *, size: int) -> None:
+        self.sync_bytes.inc(size)
+
+    def sync_requests_made(self, *, kind: str, count: int) -> None:
+        self.sync_requests.labels(kind).inc(count)
 
     def request_finished(self, route: str, method: str, status: int, seconds: float) -> None:
         # The labelled children, looked up once per (route, method, status): ``labels()`` takes

@@ -26,6 +26,10 @@ read or parsed is logged once and counted, and the last good labels keep applyin
 labels file (or without ``stable``) the newest version serves, as it did before labels.
 What requests read is one immutable :class:`ServingView`, replaced by one assignment.
 
+With ``XOR_MODEL_SOURCE`` the model directory is a cache of an S3 repository
+(``app.lifecycle.sync``): ``before_scan`` fills it on the poller's thread before each scan,
+and ``require_manifest`` makes a version without its ``MANIFEST.json`` not exist here.
+
 The poller's liveness: every completed scan is reported to the observer (the metrics'
 ``xor_model_poll_last_success_timestamp_seconds``), and a watchdog thread logs one WARNING
 when no scan has completed for a while (:func:`stall_threshold`). A stalled poller does not
@@ -40,7 +44,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -50,7 +54,7 @@ from app.errors import ModelLoadError
 from app.lifecycle.discovery import Fingerprint, find_versions, fingerprint
 from app.lifecycle.loading import LoadedModel, load_version
 from modelrepo import Labels, ModelRepoError
-from modelrepo.format import CANARY_LABEL, DEFAULT_LABEL, LABELS_FILE
+from modelrepo.format import CANARY_LABEL, DEFAULT_LABEL, LABELS_FILE, MANIFEST_FILE
 from modelrepo.repository import LocalRepository
 
 log = logging.getLogger(__name__)
@@ -156,6 +160,8 @@ class ModelStore:
         keep: int = 1,
         min_accuracy: float = 0.0,
         label_observer: LabelObserver | None = None,
+        require_manifest: bool = False,
+        before_scan: Callable[[], None] | None = None,
     ) -> None:
         if keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
@@ -166,6 +172,10 @@ class ModelStore:
         self.min_accuracy = min_accuracy
         self._observer = observer
         self._label_observer = label_observer
+        # A cache of an S3 repository: a version exists once its MANIFEST.json does, and the
+        # sync (before_scan) fills the cache on the poller's thread right before each scan.
+        self.require_manifest = require_manifest
+        self._before_scan = before_scan
         # Every loaded version, newest first: the refresh's working set (refresh lock only).
         self._loaded: tuple[LoadedModel, ...] = ()
         # What requests read. Replaced by one assignment, never mutated.
@@ -254,8 +264,12 @@ class ModelStore:
         Blocking (TensorFlow work): call it from a worker thread, never from the event loop.
         """
         with self._refresh_lock:
+            if self._before_scan is not None:
+                self._before_scan()
             self._read_labels()
             versions = find_versions(self.model_dir)  # newest first
+            if self.require_manifest:
+                versions = [(v, p) for v, p in versions if (p / MANIFEST_FILE).is_file()]
             # The labelled versions first: at start-up, the newest is not served for a moment
             # before stable is loaded.
             self._follow_labels(dict(versions))
