@@ -57,6 +57,12 @@ versions = {{ values = ["{version}"] }}
 include-path-regex = "/infer$"
 checks.positive_data_acceptance.expected-statuses = ["2XX", "400", "404"]
 
+# /predict's `version` and `label` query parameters exclude each other (422 for both), a rule
+# OpenAPI cannot state between parameters: documented in their descriptions.
+[[operations]]
+include-path-regex = "^/predict$"
+checks.positive_data_acceptance.expected-statuses = ["2XX", "404", "422"]
+
 # OIP readiness answers "not ready" (e.g. a version that is not loaded) as 400 with an empty
 # body, as the protocol asks and as documented: an answer, not a rejected request.
 [[operations]]
@@ -78,7 +84,11 @@ def test_schemathesis_finds_no_failure(server: Server, tmp_path: Path) -> None:
             f"{server.url}/openapi.json",
             "--checks=all",
             "--max-examples=40",
-            "--workers=2",
+            # One worker: with two, hypothesis in both threads parses schemathesis' modules with
+            # ast.parse at once, and CPython 3.11's AST converter keeps its recursion count in
+            # state shared by the threads: "SystemError: AST constructor recursion depth
+            # mismatch", a crash of the tool (seen once /predict gained query parameters).
+            "--workers=1",
             f"--seed={SEED}",
             "--generation-database=none",
             "--continue-on-failure",
@@ -97,7 +107,9 @@ def test_schemathesis_finds_no_failure(server: Server, tmp_path: Path) -> None:
     assert match, output
     generated, passed = int(match[1]), int(match[2])
     assert generated == passed >= MIN_CASES, output
-    assert "21 selected / 21 total" in output  # every operation
+    document = httpx.get(f"{server.url}/openapi.json").json()
+    operations = sum(len(methods) for methods in document["paths"].values())
+    assert f"{operations} selected / {operations} total" in output  # every operation
     # The server logged no unhandled error while being fuzzed.
     assert not [x for x in server.log_lines() if x.get("event") == "unhandled_error"]
 
