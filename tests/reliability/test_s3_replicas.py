@@ -34,7 +34,11 @@ def all_follow(replicas: list[Server], version: int, since: float) -> list[float
     """Each replica's seconds from ``since`` until it serves ``version`` (bounded wait)."""
     seconds = []
     for server in replicas:
-        wait_for(lambda s=server: served_version(s) == version, timeout=15, interval=0.02)
+
+        def serves(server: Server = server) -> bool:
+            return served_version(server) == version
+
+        wait_for(serves, timeout=15, interval=0.02)
         seconds.append(time.monotonic() - since)
     return seconds
 
