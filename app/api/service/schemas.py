@@ -6,7 +6,7 @@ codes and messages, so the request schema is plain JSON Schema given to ``openap
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -102,27 +102,45 @@ class PredictResponse(BaseModel):
     }
 
 
+# The labels' part of /health and /model (routes.labels_summary), declared once for both.
+LabelVersions = Annotated[
+    dict[str, int],
+    Field(
+        default_factory=dict,
+        description="labels.json's labels, each with the version serving it (a label whose "
+        "version cannot be served stays on the one that served it); empty without labels.json",
+    ),
+]
+CanaryPercent = Annotated[
+    int,
+    Field(
+        default=0, description="share of requests naming no version served by the `canary` label"
+    ),
+]
+LabelProblems = Annotated[
+    dict[str, str],
+    Field(
+        default_factory=dict,
+        description="labels not served by the version labels.json names, and why",
+    ),
+]
+LabelsError = Annotated[
+    str | None,
+    Field(
+        default=None,
+        description="why labels.json cannot be used (the last good labels apply), or null",
+    ),
+]
+
+
 class HealthOk(BaseModel):
     status: Literal["ok"]
     model_version: int
     loaded_at: str = Field(description="when the served version was swapped in (UTC, ...Z)")
-    labels: dict[str, int] = Field(
-        default_factory=dict,
-        description="labels.json's labels, each with the version serving it (a label whose "
-        "version cannot be served stays on the one that served it); empty without labels.json",
-    )
-    canary_percent: int = Field(
-        default=0,
-        description="share of requests naming no version served by the `canary` label",
-    )
-    label_problems: dict[str, str] = Field(
-        default_factory=dict,
-        description="labels not served by the version labels.json names, and why",
-    )
-    labels_error: str | None = Field(
-        default=None,
-        description="why labels.json cannot be used (the last good labels apply), or null",
-    )
+    labels: LabelVersions
+    canary_percent: CanaryPercent
+    label_problems: LabelProblems
+    labels_error: LabelsError
 
     model_config = {
         "json_schema_extra": {
@@ -171,23 +189,10 @@ class ModelInfo(BaseModel):
     load_seconds: float
     signature: SignatureModel
     evaluation: dict[str, Any] = Field(description="the version's evaluation.json, verbatim")
-    labels: dict[str, int] = Field(
-        default_factory=dict,
-        description="labels.json's labels, each with the version serving it (a label whose "
-        "version cannot be served stays on the one that served it); empty without labels.json",
-    )
-    canary_percent: int = Field(
-        default=0,
-        description="share of requests naming no version served by the `canary` label",
-    )
-    label_problems: dict[str, str] = Field(
-        default_factory=dict,
-        description="labels not served by the version labels.json names, and why",
-    )
-    labels_error: str | None = Field(
-        default=None,
-        description="why labels.json cannot be used (the last good labels apply), or null",
-    )
+    labels: LabelVersions
+    canary_percent: CanaryPercent
+    label_problems: LabelProblems
+    labels_error: LabelsError
 
 
 class MetricsJson(BaseModel):
