@@ -12,9 +12,8 @@ import logging
 import sys
 
 from training import pipeline
-from training.config import TrainSettings, parse_settings
+from training.config import parse_settings
 from training.errors import ConfigError, TrainingError
-from training.versions import published_versions
 from xorlog.formats import LogFormat, install_root_handler
 from xorlog.tfstartup import quiet_tensorflow_startup
 
@@ -28,19 +27,6 @@ def _configure_logging(level: str, log_format: str) -> LogFormat:
     return install_root_handler(level, LogFormat(log_format), replace=False)
 
 
-def _say_what_happens(settings: TrainSettings) -> None:
-    """With --if-missing (``make run``, compose's first start) whether this run trains is not
-    obvious to the person waiting: say it when it does (pipeline says when it does not)."""
-    if not settings.if_missing:
-        return
-    try:
-        found = published_versions(settings.export_dir)
-    except OSError:  # not a readable directory: the pipeline reports it, its own way
-        return
-    if not found:
-        log.info("training a first model (no version in %s yet)", settings.export_dir)
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
         settings = parse_settings(sys.argv[1:] if argv is None else argv)
@@ -49,7 +35,6 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     quiet_tensorflow_startup()
     _configure_logging(settings.log_level, settings.log_format)
-    _say_what_happens(settings)
     try:
         return pipeline.run(settings)
     except TrainingError as exc:

@@ -132,11 +132,14 @@ class TrainSettings(BaseSettings):
         None,
         description="after the local export, upload the version to this model repository on "
         "S3, s3://BUCKET/PREFIX (endpoint and credentials from AWS_ENDPOINT_URL, "
-        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); --label then points a label "
+        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); the version is numbered above "
+        "the repository's newest as well as the export dir's, and --label then points a label "
         "there",
     )
     if_missing: bool = Field(
-        False, description="do nothing if the export dir already holds a version"
+        False,
+        description="do nothing if the export dir already holds a version; with --publish, "
+        "if that repository does (whatever the export dir holds)",
     )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
     # Literal, not the LogFormat enum: --help then lists the values as they are typed.

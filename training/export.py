@@ -152,9 +152,12 @@ def _load_signature_outputs(path: Path) -> tuple[PredictLogits, PredictClassIds]
 
 
 def export_saved_model(
-    model: keras.Model, export_dir: str | Path, *, evaluate: Evaluator
+    model: keras.Model, export_dir: str | Path, *, evaluate: Evaluator, at_least: int = 1
 ) -> PublishedVersion:
     """Publish ``model`` as the next version in ``export_dir``, evaluated by ``evaluate``.
+
+    The version number is above every version in ``export_dir`` and at least ``at_least``
+    (one above the newest version of the repository it is uploaded to next, if any).
 
     ``evaluate`` receives the logits function of the SavedModel as written (loaded back from
     disk), so the evaluation describes exactly what is published. If it raises, for example at
@@ -185,7 +188,7 @@ def export_saved_model(
         predict_logits, predict_class_ids = _load_signature_outputs(staging)
         evaluation = evaluate(predict_logits)
         check_golden_set(predict_class_ids, staging)
-        published = _publish(staging, export_dir, evaluation)
+        published = _publish(staging, export_dir, evaluation, at_least)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -201,9 +204,12 @@ def _write_manifest(staging: Path, version: int) -> None:
         raise ExportError(f"cannot write the manifest: {exc}") from exc
 
 
-def _publish(staging: Path, export_dir: Path, evaluation: dict[str, Any]) -> PublishedVersion:
+def _publish(
+    staging: Path, export_dir: Path, evaluation: dict[str, Any], at_least: int
+) -> PublishedVersion:
     for _ in range(_RENAME_ATTEMPTS):
-        version = next_version(export_dir)
+        own = next_version(export_dir)
+        version = max(own, at_least)  # the repository's newest may be above this dir's
         document = {"model_version": version, **evaluation}
         try:
             _write_evaluation(staging, document)
@@ -217,6 +223,13 @@ def _publish(staging: Path, export_dir: Path, evaluation: dict[str, Any]) -> Pub
                 continue
             raise ExportError(f"{export_dir}: cannot publish version: {exc}") from exc
         _fsync_dir(export_dir)
+        if version > own:
+            log.info(
+                "version %d, not %d: above the newest version (%d) of the repository it goes to",
+                version,
+                own,
+                at_least - 1,
+            )
         _refresh_index(export_dir, version)
         return PublishedVersion(version, target, document)
     raise ExportError(f"{export_dir}: no free version number after {_RENAME_ATTEMPTS} attempts")

@@ -3,7 +3,8 @@
 The command line only parses flags and turns errors into exit codes; what a run does lives
 here, one function per stage, so tests drive exactly the run ``xor-train`` performs. TensorFlow
 is imported only after both CSV files are validated, so bad data, or ``--if-missing`` with a
-version already published, answers without paying for it.
+version already published (in the export dir, or with ``--publish`` in that repository),
+answers without paying for it.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from training.config import TrainSettings
 from training.data import Dataset, load_csv
-from training.errors import QualityGateError
+from training.errors import ExportError, QualityGateError
 from training.evaluate import evaluate
 from training.versions import published_versions
 
 if TYPE_CHECKING:
+    from modelrepo.repository import Repository
     from training.export import PredictLogits, PublishedVersion
     from training.train import Trainer, TrainOutcome
 
@@ -37,13 +39,15 @@ def run(settings: TrainSettings) -> int:
     0 when a version was published or ``--if-missing`` found one, 128+N when signal N stopped
     the training (after a checkpoint). Everything else the user can fix raises TrainingError.
     """
-    if _already_published(settings):
-        return 0
     destination = None
     if settings.publish is not None:
         from training.publish import open_destination
 
+        # First, so that --if-missing asks the repository, and a wrong endpoint or key fails
+        # fast either way.
         destination = open_destination(settings.publish)
+    if settings.if_missing and _already_published(settings, destination):
+        return 0
     train_data, test_data = _load_data(settings)
     _make_deterministic(settings.seed)
 
@@ -59,7 +63,7 @@ def run(settings: TrainSettings) -> int:
                 outcome.global_step,
             )
             return 128 + signum
-        published = _export(settings, trainer, outcome, test_data)
+        published = _export(settings, trainer, outcome, test_data, destination)
     if destination is not None:
         from training.publish import publish_version
 
@@ -73,15 +77,31 @@ def run(settings: TrainSettings) -> int:
     return 0
 
 
-def _already_published(settings: TrainSettings) -> bool:
-    if settings.if_missing and (versions := published_versions(settings.export_dir)):
-        log.info(
-            "%s already holds version %d: nothing to do (--if-missing)",
-            settings.export_dir,
-            versions[-1],
-        )
-        return True
-    return False
+def _already_published(settings: TrainSettings, destination: Repository | None) -> bool:
+    """--if-missing: whether the repository this run publishes to (``destination``, else the
+    export dir) holds a version. Either way it says so: whether this run trains is not obvious
+    to the person waiting (``make run``, compose's first start)."""
+    if destination is not None:
+        from training.publish import newest_version
+
+        where, newest = destination.location, newest_version(destination)
+    else:
+        where, newest = str(settings.export_dir), _newest_local(settings)
+    if newest is None:
+        log.info("training a first model (no version in %s yet)", where)
+        return False
+    log.info("%s already holds version %d: nothing to do (--if-missing)", where, newest)
+    return True
+
+
+def _newest_local(settings: TrainSettings) -> int | None:
+    try:
+        versions = published_versions(settings.export_dir)
+    except OSError as exc:  # not a directory, not readable
+        raise ExportError(
+            f"{settings.export_dir}: cannot list its versions: {exc.strerror or exc}"
+        ) from exc
+    return versions[-1] if versions else None
 
 
 def _load_data(settings: TrainSettings) -> tuple[Dataset, Dataset]:
@@ -144,17 +164,32 @@ def _train(
 
 
 def _export(
-    settings: TrainSettings, trainer: Trainer, outcome: TrainOutcome, test_data: Dataset
+    settings: TrainSettings,
+    trainer: Trainer,
+    outcome: TrainOutcome,
+    test_data: Dataset,
+    destination: Repository | None,
 ) -> PublishedVersion:
-    """Publish the trained model, if its evaluation (of the SavedModel as written) passes."""
+    """Publish the trained model, if its evaluation (of the SavedModel as written) passes.
+
+    With a ``destination``, the version is numbered above its newest version too (listed now,
+    after the training): the export dir may be new, or another trainer may have published, and
+    the upload refuses a number that exists.
+    """
     from training.export import export_saved_model
 
+    at_least = 1
+    if destination is not None:
+        from training.publish import newest_version
+
+        at_least = (newest_version(destination) or 0) + 1
     return export_saved_model(
         trainer.model,
         settings.export_dir,
         evaluate=lambda predict_logits: _evaluate(
             settings, trainer, outcome, test_data, predict_logits
         ),
+        at_least=at_least,
     )
 
 

@@ -3,6 +3,9 @@ repository on S3 (``modelrepo.s3``), its manifest last, then point ``--label`` t
 
 The repository is checked before training (reachable, credentials accepted, labels.json
 readable), so a wrong endpoint or key fails in a second with exit 1, not after the training.
+With ``--if-missing`` the repository's versions, not the export dir's, decide whether to train;
+the new version is numbered above the repository's newest as well as the export dir's, so a
+new local volume, or another trainer's upload, cannot make the upload collide with a version.
 An upload that fails half way leaves files without a manifest, which no reader takes for a
 version; the local export stays as it is.
 """
@@ -29,6 +32,16 @@ def open_destination(url: str) -> Repository:
     except ModelRepoError as exc:
         raise ExportError(f"cannot publish: {exc}") from exc
     return repo
+
+
+def newest_version(repo: Repository) -> int | None:
+    """The repository's newest version, None if it holds none (ExportError, exit 1, if it
+    cannot be listed)."""
+    try:
+        versions = repo.list_versions()
+    except ModelRepoError as exc:
+        raise ExportError(f"cannot list the versions of {repo.location}: {exc}") from exc
+    return versions[-1].version if versions else None
 
 
 def publish_version(repo: Repository, version_dir: Path, version: int, label: str | None) -> None:

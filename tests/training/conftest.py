@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,23 @@ from training.versions import published_versions
 REPO = Path(__file__).resolve().parents[2]
 
 Train = Callable[..., int]
+
+# For ``python -c``: prints main's exit code and whether TensorFlow was imported on the way.
+TENSORFLOW_LEFT_UNLOADED = textwrap.dedent(
+    """
+    import sys
+    from training.cli import main
+
+    code = main(sys.argv[1:])
+    print(code, "tensorflow" in sys.modules)
+    """
+)
+
+
+def fake_published(export_dir: Path, version: int) -> None:
+    """What published_versions counts as a version (nothing here loads it)."""
+    (export_dir / str(version)).mkdir(parents=True)
+    (export_dir / str(version) / "saved_model.pb").write_bytes(b"")
 
 
 def evaluation(export_dir: Path) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from tests.training.conftest import REPO
+from tests.training.conftest import REPO, fake_published
 from training import pipeline
 from training.cli import main
 from training.config import TrainSettings
@@ -316,36 +316,42 @@ def test_main_turns_pipeline_failures_into_exit_codes(
     assert (str(error) or "interrupted") in caplog.text
 
 
-def fake_published(export_dir: Path, version: int) -> None:
-    """What published_versions counts as a version (nothing here loads it)."""
-    (export_dir / str(version)).mkdir(parents=True)
-    (export_dir / str(version) / "saved_model.pb").write_bytes(b"")
-
-
 @pytest.mark.parametrize(
-    ("flags", "has_version", "said"),
+    ("flags", "has_version", "said", "exit_code"),
     [
-        (["--if-missing"], False, True),
-        (["--if-missing"], True, False),
-        ([], False, False),  # always trains: nothing worth saying
+        (["--if-missing"], False, True, 2),
+        (["--if-missing"], True, False, 0),
+        ([], False, False, 2),  # always trains: nothing worth saying
     ],
 )
 def test_if_missing_says_when_it_trains_a_first_model(
-    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     tmp_path: Path,
     flags: list[str],
     has_version: bool,
     said: bool,
+    exit_code: int,
 ) -> None:
+    """Bad data stops a run that trains before it imports TensorFlow (exit code 2)."""
     caplog.set_level(logging.INFO, logger="training")
     export_dir = tmp_path / "xor"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("0,0,2\n")
     if has_version:
         fake_published(export_dir, 17)
-    monkeypatch.setattr(pipeline, "run", lambda settings: 0)
-    assert main([*flags, f"--export-dir={export_dir}"]) == 0
+    argv = [*flags, f"--export-dir={export_dir}", f"--train-data={bad}"]
+    assert main([*argv, f"--model-dir={tmp_path / 'training'}"]) == exit_code
     expected = f"training a first model (no version in {export_dir} yet)"
     assert (expected in caplog.messages) is said
+
+
+def test_if_missing_on_an_unreadable_export_dir_is_a_clear_error(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    not_a_dir = tmp_path / "xor"
+    not_a_dir.write_text("")
+    assert main(["--if-missing", f"--export-dir={not_a_dir}"]) == 1
+    assert f"{not_a_dir}: cannot list its versions: Not a directory" in caplog.messages
 
 
 @pytest.mark.parametrize(

@@ -4,14 +4,19 @@ import io
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import keras
 import pytest
 
 import training.train
-from tests.training.conftest import REPO, Train, evaluation
+from tests.training.conftest import (
+    REPO,
+    TENSORFLOW_LEFT_UNLOADED,
+    Train,
+    evaluation,
+    fake_published,
+)
 from training.model import build_model
 from training.pipeline import _progress_bar
 
@@ -36,18 +41,6 @@ def test_evaluation_describes_the_model_and_optimizer_built_not_the_flags(
     assert described["steps"] == 40
 
 
-# Prints main's exit code and whether TensorFlow was imported on the way.
-TENSORFLOW_LEFT_UNLOADED = textwrap.dedent(
-    """
-    import sys
-    from training.cli import main
-
-    code = main(sys.argv[1:])
-    print(code, "tensorflow" in sys.modules)
-    """
-)
-
-
 def test_bad_data_is_reported_without_importing_tensorflow(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("0,0,0\n0,1,2\n")
@@ -67,6 +60,27 @@ def test_bad_data_is_reported_without_importing_tensorflow(tmp_path: Path) -> No
     )
     assert completed.stdout.split() == ["2", "False"], completed.stderr
     assert f"{bad}:2: column label must be 0 or 1, got '2'" in completed.stderr
+
+
+def test_if_missing_with_a_version_answers_without_importing_tensorflow(tmp_path: Path) -> None:
+    fake_published(tmp_path / "xor", 17)
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            TENSORFLOW_LEFT_UNLOADED,
+            "--if-missing",
+            f"--model-dir={tmp_path / 'training'}",
+            f"--export-dir={tmp_path / 'xor'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("XOR_")},
+    )
+    assert completed.stdout.split() == ["0", "False"], completed.stderr
+    assert f"{tmp_path / 'xor'} already holds version 17: nothing to do" in completed.stderr
+    assert not (tmp_path / "training").exists()
 
 
 class _Terminal(io.StringIO):
