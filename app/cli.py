@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning(notice, extra={"event": "deprecated_setting"})
 
     # Imported only now: it imports TensorFlow (seconds), not worth it for a bad setting.
+    from app.api.dependencies import Services
     from app.main import create_app
     from app.server.runner import serve
 
@@ -76,4 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         message = first_steps(url) if log_format is LogFormat.TEXT else f"listening on {url}"
         log.info(message, extra={"event": "listening", "url": url})
 
-    return serve(create_app(settings), settings, on_listening=announce)
+    service = create_app(settings)
+    # From the first SIGTERM/SIGINT on, readiness fails (XOR_SHUTDOWN_DELAY_SECONDS).
+    services: Services = service.state.services
+    return serve(
+        service, settings, on_listening=announce, on_stopping=services.store.begin_shutdown
+    )

@@ -149,6 +149,18 @@ class Settings(BaseSettings):
         "requests finish and exits within this many seconds: requests still running after "
         "all but the last 3 seconds (at least 1 s) are cancelled.",
     )
+    shutdown_delay_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=300,
+        allow_inf_nan=False,
+        description="On SIGTERM/SIGINT readiness (`/health`, `/health/ready`) answers 503 "
+        "`shutting down` at once, while requests are still served for this many seconds "
+        "(with `connection: close`), so that load balancers stop sending any first; then the "
+        "drain of `XOR_SHUTDOWN_TIMEOUT_SECONDS` begins. Liveness stays 200; a second signal "
+        "ends the delay. The orchestrator's grace period (compose `stop_grace_period`, "
+        "Kubernetes `terminationGracePeriodSeconds`) must cover both. 0: drain at once.",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

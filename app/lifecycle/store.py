@@ -36,6 +36,9 @@ when no scan has completed for a while (:func:`stall_threshold`). A stalled poll
 change readiness: what is loaded keeps serving. (The watchdog is Python: it cannot speak while
 native code holds the GIL, as TensorFlow does when a read blocks; hence the files of a version
 are checked before TensorFlow reads them, ``app.lifecycle.files``.)
+
+Shutting down (:meth:`ModelStore.begin_shutdown`, on SIGTERM/SIGINT): what is loaded keeps
+serving, but readiness reads :attr:`ModelStore.shutting_down` and turns away new traffic.
 """
 
 from __future__ import annotations
@@ -185,6 +188,7 @@ class ModelStore:
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self._watchdog: threading.Thread | None = None
+        self._shutting_down = False
 
     @property
     def view(self) -> ServingView:
@@ -252,6 +256,17 @@ class ModelStore:
         They keep serving from memory; this says why a restart would not bring them back.
         """
         return dict(self._state.file_problems)
+
+    @property
+    def shutting_down(self) -> bool:
+        """Whether the process is shutting down: requests are still answered, but readiness
+        fails so that load balancers send no more (``XOR_SHUTDOWN_DELAY_SECONDS``)."""
+        return self._shutting_down
+
+    def begin_shutdown(self) -> None:
+        """Mark the process as shutting down (:attr:`shutting_down`). Only sets a flag: it is
+        called from a signal handler."""
+        self._shutting_down = True
 
     @property
     def unavailable_reason(self) -> str:

@@ -1,4 +1,5 @@
-"""Running the app under uvicorn: one process, graceful shutdown on SIGTERM/SIGINT, exit 0."""
+"""Running the app under uvicorn: one process, graceful shutdown on SIGTERM/SIGINT (after the
+shutdown delay, if any), exit 0."""
 
 from __future__ import annotations
 
@@ -60,10 +61,17 @@ def _signals_end(server: uvicorn.Server) -> Iterator[None]:
 
 
 def serve(
-    app: ASGIApp, settings: Settings, *, on_listening: Callable[[str], None] | None = None
+    app: ASGIApp,
+    settings: Settings,
+    *,
+    on_listening: Callable[[str], None] | None = None,
+    on_stopping: Callable[[], None] | None = None,
 ) -> int:
     """Serve ``app`` until SIGTERM/SIGINT; returns the process exit code. ``on_listening``
-    gets the server's URL once it accepts connections."""
+    gets the server's URL once it accepts connections; ``on_stopping`` is called (from the
+    signal handler: keep it to setting a flag) when the first signal starts the shutdown delay
+    (``XOR_SHUTDOWN_DELAY_SECONDS``, see :class:`GracefulServer`), so that readiness fails
+    while requests are still served."""
     frozen = freeze_startup_heap()
     log.debug("froze %d objects of the startup heap", frozen, extra={"event": "gc_freeze"})
     config = uvicorn.Config(
@@ -80,7 +88,12 @@ def serve(
         loop="uvloop",
         http=guarded_httptools(settings.request_timeout_seconds, settings.max_header_bytes),
     )
-    server = GracefulServer(config, on_listening)
+    server = GracefulServer(
+        config,
+        on_listening,
+        shutdown_delay=settings.shutdown_delay_seconds,
+        on_stopping=on_stopping,
+    )
     try:
         with _signals_end(server):
             server.run()

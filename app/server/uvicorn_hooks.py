@@ -6,15 +6,19 @@
   sending, pipelined requests answered in order up to a malformed one, and a response that
   cannot be delivered reported to the app (ASGI 2.4's ``OSError``) instead of dropped.
 - :class:`GracefulServer`: at shutdown, the connections already in the listeners' accept queue
-  are taken over and served; uvicorn closes the listeners, which resets them. And once it
-  listens, it says where (uvicorn only logs it, as text).
+  are taken over and served; uvicorn closes the listeners, which resets them. Once it listens,
+  it says where (uvicorn only logs it, as text). And with a shutdown delay, the first signal
+  only says the server is going away (readiness fails) while it keeps serving for the delay,
+  before uvicorn's shutdown (uvicorn starts it on the first signal).
 
 Both lean on uvicorn's internals (the protocol's ``cycle``, ``pipeline``, ``flow``,
 ``transport`` and ``loop``, its callbacks and ``send_400_response``, a cycle's ``send``,
 ``disconnected``, ``more_body`` and ``scope``, the protocol's constructor arguments,
-``Server.shutdown``, ``Server.startup`` with its ``started`` and ``servers``), checked against
-uvicorn 0.54 (the range ``pyproject.toml`` allows). ``tests/app/server/test_uvicorn_hooks.py``
-fails, naming the hook, if any of them changes shape in another uvicorn.
+``Server.shutdown``, ``Server.startup`` with its ``started`` and ``servers``,
+``Server.handle_exit`` with ``should_exit``, ``Server.on_tick`` and
+``server_state.default_headers``), checked against uvicorn 0.54 (the range ``pyproject.toml``
+allows). ``tests/app/server/test_uvicorn_hooks.py`` fails, naming the hook, if any of them
+changes shape in another uvicorn.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ import functools
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Coroutine
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import uvicorn
@@ -40,6 +46,10 @@ log = logging.getLogger(__name__)
 # At shutdown, how long a just-accepted connection that has sent nothing yet may take to start
 # its request (its bytes are usually already on the wire).
 SHUTDOWN_FIRST_BYTE_GRACE = 1.0
+
+# Added to every response during the shutdown delay: a keep-alive client (a load balancer's
+# pooled connection) reconnects, to another replica, instead of reusing this connection.
+CONNECTION_CLOSE = (b"connection", b"close")
 
 
 class ResponseNotDelivered(ConnectionError):
@@ -257,13 +267,89 @@ def accept_queued(listener: socket.socket, limit: int = 4096) -> list[socket.soc
 
 class GracefulServer(uvicorn.Server):
     """uvicorn's server, but connections waiting in the listeners' accept queue at shutdown
-    are served, not reset; and ``on_listening`` gets the URL once the server listens."""
+    are served, not reset; ``on_listening`` gets the URL once the server listens; and with a
+    ``shutdown_delay``, it keeps serving that long after the first SIGTERM/SIGINT.
+
+    The delay, for orchestrators that stop routing to a replica while they already signal it
+    (Kubernetes removes the endpoint and sends SIGTERM at once; a load balancer's health check
+    needs a few seconds to see readiness fail): the first signal calls ``on_stopping`` (the app
+    fails readiness) and every response then carries ``connection: close``; the listeners stay
+    open and requests are served as before. When the delay has passed, uvicorn's shutdown (the
+    drain) runs unchanged. A second signal ends the delay at once (the drain begins), and from
+    then on uvicorn's own rules apply: another SIGINT forces the exit (cancels the drain). A
+    signal before the server listens, or with no delay, starts the drain at once as uvicorn does.
+    """
 
     def __init__(
-        self, config: uvicorn.Config, on_listening: Callable[[str], None] | None = None
+        self,
+        config: uvicorn.Config,
+        on_listening: Callable[[str], None] | None = None,
+        *,
+        shutdown_delay: float = 0.0,
+        on_stopping: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(config)
         self.on_listening = on_listening
+        self.shutdown_delay = shutdown_delay
+        self.on_stopping = on_stopping
+        # When the signal that started the delay came (time.monotonic()), None before.
+        self.stopping_since: float | None = None
+        self._delay_announced = False
+        self._delay_over = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """uvicorn's signal handler (it notes the signal, to raise it again once stopped, and
+        starts the shutdown), except that the first signal, with a delay, starts the delay."""
+        delay = (
+            self.shutdown_delay > 0
+            and self.started
+            and self.stopping_since is None
+            and not self.should_exit
+        )
+        super().handle_exit(sig, frame)
+        if not delay:
+            return
+        self.should_exit = False  # on_tick sets it once the delay has passed
+        self.stopping_since = time.monotonic()
+        self._close_after_each_response()
+        if self.on_stopping is not None:
+            self.on_stopping()  # a signal handler: this only sets a flag
+
+    async def on_tick(self, counter: int) -> bool:
+        """uvicorn's tick (ten a second: default headers, whether to exit), which also ends the
+        delay once it has passed; its log lines are written here, not in the signal handler."""
+        since = self.stopping_since
+        if since is not None and not self._delay_over:
+            if not self._delay_announced:
+                self._delay_announced = True
+                log.info(
+                    "shutting down in %g s: readiness fails, requests are still served",
+                    self.shutdown_delay,
+                    extra={"event": "shutdown_delay", "seconds": self.shutdown_delay},
+                )
+            elapsed = time.monotonic() - since
+            if self.should_exit:  # a second signal
+                self._delay_over = True
+                log.info(
+                    "a second signal ended the shutdown delay after %.1f s",
+                    elapsed,
+                    extra={"event": "shutdown_delay_ended", "seconds": round(elapsed, 3)},
+                )
+            elif elapsed >= self.shutdown_delay:
+                self._delay_over = True
+                self.should_exit = True
+        should_exit = await super().on_tick(counter)
+        if since is not None:
+            self._close_after_each_response()  # uvicorn's tick renews the default headers
+        return should_exit
+
+    def _close_after_each_response(self) -> None:
+        """Have every response from now on carry ``connection: close`` (uvicorn then closes the
+        connection after it), through the headers uvicorn adds to each response."""
+        headers = self.server_state.default_headers
+        if CONNECTION_CLOSE not in headers:
+            # A new list: a request under way keeps the one it started with.
+            self.server_state.default_headers = [*headers, CONNECTION_CLOSE]
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """uvicorn's startup (the lifespan, then the listeners), then ``on_listening`` with the

@@ -25,6 +25,7 @@ def test_defaults() -> None:
     assert settings.log_level == "INFO"
     assert settings.log_format is LogFormat.AUTO
     assert settings.shutdown_timeout_seconds == 20
+    assert settings.shutdown_delay_seconds == 0
     assert settings.model_name == "xor"
     assert settings.loaded_versions == 2
     assert settings.batching is True
@@ -70,6 +71,10 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
         ("XOR_LOG_LEVEL", "LOUD"),
         ("XOR_LOG_FORMAT", "xml"),
         ("XOR_SHUTDOWN_TIMEOUT_SECONDS", "0"),
+        ("XOR_SHUTDOWN_DELAY_SECONDS", "-1"),
+        ("XOR_SHUTDOWN_DELAY_SECONDS", "301"),
+        ("XOR_SHUTDOWN_DELAY_SECONDS", "5s"),
+        ("XOR_SHUTDOWN_DELAY_SECONDS", "inf"),
         ("XOR_LOADED_VERSIONS", "0"),
         ("XOR_BATCHING", "maybe"),
         ("XOR_ACCESS_LOG", "sometimes"),
@@ -152,6 +157,22 @@ def test_code_sets_the_renamed_settings_by_their_field_names() -> None:
     assert settings.deprecations == ()
 
 
+def test_the_shutdown_delay_takes_seconds_up_to_five_minutes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XOR_SHUTDOWN_DELAY_SECONDS", "2.5")
+    assert load_settings().shutdown_delay_seconds == 2.5
+    monkeypatch.setenv("XOR_SHUTDOWN_DELAY_SECONDS", "300")
+    assert load_settings().shutdown_delay_seconds == 300
+    monkeypatch.setenv("XOR_SHUTDOWN_DELAY_SECONDS", "-0.5")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert str(raised.value) == (
+        "invalid settings:\n  XOR_SHUTDOWN_DELAY_SECONDS: Input should be greater than or "
+        "equal to 0 (got '-0.5')"
+    )
+
+
 def test_every_setting_is_described() -> None:
     for name, field in Settings.model_fields.items():
         assert field.description, name
@@ -162,7 +183,12 @@ def test_cli_exits_2_on_invalid_setting_without_traceback() -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "app"],
         cwd=REPO,
-        env={**env, "XOR_PORT": "not-a-port", "XOR_MAX_REQUEST_PAIRS": "0"},
+        env={
+            **env,
+            "XOR_PORT": "not-a-port",
+            "XOR_MAX_REQUEST_PAIRS": "0",
+            "XOR_SHUTDOWN_DELAY_SECONDS": "soon",
+        },
         capture_output=True,
         text=True,
         timeout=60,
@@ -172,6 +198,7 @@ def test_cli_exits_2_on_invalid_setting_without_traceback() -> None:
     assert "Traceback" not in completed.stderr
     assert "XOR_PORT" in completed.stderr and "'not-a-port'" in completed.stderr
     assert "XOR_MAX_REQUEST_PAIRS" in completed.stderr
+    assert "XOR_SHUTDOWN_DELAY_SECONDS" in completed.stderr and "'soon'" in completed.stderr
 
 
 def test_cli_help_lists_every_variable(capsys: pytest.CaptureFixture[str]) -> None:
@@ -191,3 +218,4 @@ def test_cli_rejects_arguments(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["--port", "1"]) == 2
     assert "no arguments expected" in capsys.readouterr().err
+

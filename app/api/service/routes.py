@@ -54,14 +54,24 @@ async def predict(request: Request, services: ServicesDep) -> Response:
 
 _READINESS_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": HealthOk, "description": "A model is loaded and warmed up"},
-    503: {"model": HealthUnavailable, "description": "No model is loaded; `reason` says why"},
+    503: {
+        "model": HealthUnavailable,
+        "description": "No model is loaded, or the server is shutting down; `reason` says which",
+    },
 }
+
+# Readiness's reason once SIGTERM/SIGINT came: requests are still answered for a while
+# (XOR_SHUTDOWN_DELAY_SECONDS), but a load balancer should send no more.
+SHUTTING_DOWN = "shutting down"
 
 
 def _readiness(services: ServicesDep) -> Response:
-    model = services.store.current
+    store = services.store
+    if store.shutting_down:
+        return json_response({"status": "unavailable", "reason": SHUTTING_DOWN}, status=503)
+    model = store.current
     if model is None:
-        body = {"status": "unavailable", "reason": services.store.unavailable_reason}
+        body = {"status": "unavailable", "reason": store.unavailable_reason}
         return json_response(body, status=503)
     return json_response(
         {
@@ -94,7 +104,8 @@ def labels_summary(services: Services) -> dict[str, Any]:
     tags=["health"],
 )
 async def health(services: ServicesDep) -> Response:
-    """200 only while a model is loaded and warmed up; 503 with the reason otherwise."""
+    """200 while a model is loaded and warmed up; 503 with the reason otherwise (also once
+    the server is shutting down)."""
     return _readiness(services)
 
 
@@ -106,7 +117,8 @@ async def health(services: ServicesDep) -> Response:
     tags=["health"],
 )
 async def health_ready(services: ServicesDep) -> Response:
-    """200 only while a model is loaded and warmed up; 503 with the reason otherwise."""
+    """200 while a model is loaded and warmed up; 503 with the reason otherwise (also once
+    the server is shutting down)."""
     return _readiness(services)
 
 

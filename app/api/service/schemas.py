@@ -157,7 +157,10 @@ class HealthOk(BaseModel):
 
 class HealthUnavailable(BaseModel):
     status: Literal["unavailable"]
-    reason: str = Field(description="why no model is served")
+    reason: str = Field(
+        description="why the server is not ready: why no model is served, or `shutting down` "
+        "(SIGTERM received: requests are still answered for `XOR_SHUTDOWN_DELAY_SECONDS`)"
+    )
 
     model_config = {
         "json_schema_extra": {

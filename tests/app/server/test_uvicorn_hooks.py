@@ -25,6 +25,7 @@ READ_GUARD = "guarded_httptools (read deadline, header cap, draining at shutdown
 PIPELINE = "guarded_httptools (pipelined answers before a refusal, lost connections reported)"
 TAKEOVER = "GracefulServer.shutdown (serving the accept queue at shutdown)"
 ANNOUNCE = "GracefulServer.startup (saying where the server listens, once it does)"
+DELAY = "GracefulServer.handle_exit/on_tick (the shutdown delay, XOR_SHUTDOWN_DELAY_SECONDS)"
 
 
 def _parameters(function: Callable[..., Any]) -> list[str]:
@@ -131,13 +132,41 @@ def test_the_server_shutdown_the_takeover_extends_keeps_its_shape() -> None:
     assert "self.servers" in inspect.getsource(uvicorn.Server.startup), (
         f"uvicorn's Server keeps its listening servers elsewhere than .servers: {TAKEOVER}"
     )
-    # Exactly two methods of uvicorn's Server are overridden (and one private helper added).
+    # Exactly four methods of uvicorn's Server are overridden (and two private helpers added).
     overridden = {
         name
         for name, value in vars(GracefulServer).items()
         if callable(value) and not name.startswith("__")
     }
-    assert overridden == {"shutdown", "startup", "_new_protocol"}
+    assert overridden == {
+        "shutdown",
+        "startup",
+        "handle_exit",
+        "on_tick",
+        "_new_protocol",
+        "_close_after_each_response",
+    }
+
+
+def test_the_signal_handling_the_delay_extends_keeps_its_shape() -> None:
+    """The delay lets uvicorn's handler run, then takes back its ``should_exit``; the main loop
+    must still ask ``on_tick`` whether to exit, and ``on_tick`` still renew the default headers
+    (the delay adds ``connection: close`` to them again after it)."""
+    assert _parameters(uvicorn.Server.handle_exit) == ["self", "sig", "frame"], DELAY
+    handler = inspect.getsource(uvicorn.Server.handle_exit)
+    assert "self.should_exit = True" in handler, DELAY
+    assert "self.force_exit = True" in handler, DELAY
+    assert "self.handle_exit" in inspect.getsource(uvicorn.Server.capture_signals), DELAY
+    assert _parameters(uvicorn.Server.on_tick) == ["self", "counter"], DELAY
+    assert inspect.iscoroutinefunction(uvicorn.Server.on_tick), DELAY
+    tick = inspect.getsource(uvicorn.Server.on_tick)
+    assert "self.server_state.default_headers = " in tick, DELAY
+    assert "if self.should_exit:" in tick, DELAY
+    assert "self.on_tick(" in inspect.getsource(uvicorn.Server.main_loop), DELAY
+    assert isinstance(ServerState().default_headers, list), DELAY
+    send = inspect.getsource(RequestResponseCycle.send)
+    assert "self.default_headers + " in send, f"default headers no longer sent: {DELAY}"
+    assert "self.keep_alive = False" in send, f"connection: close no longer honoured: {DELAY}"
 
 
 def test_the_server_startup_the_announcement_extends_keeps_its_shape() -> None:
