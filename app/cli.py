@@ -13,6 +13,7 @@ import sys
 from app.config import ENV_PREFIX, RENAMED_VARIABLES, Settings, load_settings
 from app.errors import ConfigError
 from app.server.logging import LogFormat, configure_logging
+from modelrepo.errors import UsageError
 from xorlog.tfstartup import DEFAULT_MIN_LOG_LEVEL, VARIABLE, quiet_tensorflow_startup
 
 PROG = "xor-serve"
@@ -77,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         message = first_steps(url) if log_format is LogFormat.TEXT else f"listening on {url}"
         log.info(message, extra={"event": "listening", "url": url})
 
-    service = create_app(settings)
+    try:
+        service = create_app(settings)
+    except UsageError as exc:  # the S3 client's settings: an endpoint URL, a credentials file
+        print(f"{PROG}: error: XOR_MODEL_SOURCE: {exc}", file=sys.stderr)
+        return 2
     # From the first SIGTERM/SIGINT on, readiness fails (XOR_SHUTDOWN_DELAY_SECONDS).
     services: Services = service.state.services
     return serve(

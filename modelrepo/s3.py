@@ -20,9 +20,12 @@ retry. ``locked()`` therefore only marks a read-modify-write; it excludes nobody
 
 Endpoint and credentials come from the standard AWS variables (``AWS_ENDPOINT_URL``,
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION`` or
-``AWS_DEFAULT_REGION``); without keys, obstore's default chain (instance or container roles,
-web identity) applies. No message this module makes quotes a credential: errors name the
-repository, the key and the server's error code only.
+``AWS_DEFAULT_REGION``). Keys not in the environment are read from the file
+``AWS_SHARED_CREDENTIALS_FILE`` names, when set (the AWS CLI's INI format, profile
+``AWS_PROFILE`` or ``default``): compose mounts one there, generated at the first start, so no
+key is ever written into the compose file. Without keys, obstore's default chain (instance or
+container roles, web identity) applies. No message this module makes quotes a credential:
+errors name the repository, the key and the server's error code only.
 
 For a server that keeps a local cache of the repository: ``fetch_labels`` and ``fetch_index``
 are conditional GETs (``If-None-Match``) that return ``NOT_MODIFIED`` for one cheap request,
@@ -32,6 +35,7 @@ checked as it is written.
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import hashlib
 import logging
@@ -194,6 +198,51 @@ def _message_tail(exc: BaseException) -> str:
     return excerpt(text.split(": <?xml", 1)[0][-160:], 160).strip("'\"")
 
 
+# A credentials file is a few lines; anything larger is not one.
+MAX_CREDENTIALS_FILE_BYTES = 64 * 1024
+# obstore's config key for each AWS variable and for each key of a credentials file's profile.
+_CREDENTIAL_KEYS: Final = (
+    ("access_key_id", "AWS_ACCESS_KEY_ID", "aws_access_key_id"),
+    ("secret_access_key", "AWS_SECRET_ACCESS_KEY", "aws_secret_access_key"),
+    ("session_token", "AWS_SESSION_TOKEN", "aws_session_token"),
+)
+
+
+def credentials(env: Mapping[str, str]) -> dict[str, str]:
+    """The keys ``env`` gives (``AWS_ACCESS_KEY_ID`` ...), else those of the profile
+    ``AWS_PROFILE`` (or ``default``) of the file ``AWS_SHARED_CREDENTIALS_FILE``, when set, as
+    obstore's config keys; empty without either. Keys in the environment win over the file, as
+    with the AWS CLI. UsageError, naming the file and the profile but never a key, when the
+    file cannot be read or lacks the pair."""
+    found = {key: env[name] for key, name, _ in _CREDENTIAL_KEYS if env.get(name)}
+    path = env.get("AWS_SHARED_CREDENTIALS_FILE")
+    if "access_key_id" in found or not path:
+        return found
+    profile = env.get("AWS_PROFILE") or "default"
+    where = f"AWS_SHARED_CREDENTIALS_FILE {path}"
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read(MAX_CREDENTIALS_FILE_BYTES + 1)
+        if len(text) > MAX_CREDENTIALS_FILE_BYTES:
+            raise UsageError(f"{where}: larger than {MAX_CREDENTIALS_FILE_BYTES} bytes")
+        parser.read_string(text, source=path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{where}: cannot read it: {exc.__class__.__name__}") from exc
+    except configparser.Error:
+        # Neither the parser's message nor its exception: it quotes a line, which may hold a key.
+        raise UsageError(f"{where}: not an INI file of [profile] sections") from None
+    if not parser.has_section(profile):
+        raise UsageError(f"{where}: no [{profile}] profile (AWS_PROFILE)")
+    section = parser[profile]
+    from_file = {key: section[name].strip() for key, _, name in _CREDENTIAL_KEYS if name in section}
+    if not from_file.get("access_key_id") or not from_file.get("secret_access_key"):
+        raise UsageError(
+            f"{where}: profile [{profile}] needs aws_access_key_id and aws_secret_access_key"
+        )
+    return {**from_file, **found}
+
+
 class S3Repository(Repository):
     """A repository under an S3 prefix (see the module docstring)."""
 
@@ -217,12 +266,8 @@ class S3Repository(Repository):
         }
         if self.endpoint:
             config["endpoint"] = self.endpoint
-        if key := env.get("AWS_ACCESS_KEY_ID"):
-            config["access_key_id"] = key
-        if secret := env.get("AWS_SECRET_ACCESS_KEY"):
-            config["secret_access_key"] = secret
-        if token := env.get("AWS_SESSION_TOKEN"):
-            config["session_token"] = token
+        for name, value in credentials(env).items():
+            config[name] = value  # type: ignore[literal-required]
         client: ClientConfig = {
             "allow_http": bool(self.endpoint and self.endpoint.lower().startswith("http://")),
             "connect_timeout": connect_timeout,

@@ -219,3 +219,30 @@ def test_cli_rejects_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--port", "1"]) == 2
     assert "no arguments expected" in capsys.readouterr().err
 
+
+def test_cli_exits_2_when_the_s3_client_cannot_be_configured(tmp_path: Path) -> None:
+    """A credentials file that cannot be read (XOR_MODEL_SOURCE's client) is a setting to fix,
+    said in one line naming it, never a traceback, and never the keys it holds."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XOR_", "AWS_"))}
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[prod]\naws_access_key_id = K\naws_secret_access_key = s3cr3t\n")
+    completed = subprocess.run(
+        [sys.executable, "-m", "app"],
+        cwd=REPO,
+        env={
+            **env,
+            "XOR_MODEL_SOURCE": "s3://models/xor",
+            "XOR_MODEL_DIR": str(tmp_path / "cache"),
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+            "AWS_SHARED_CREDENTIALS_FILE": str(credentials),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 2, completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert "XOR_MODEL_SOURCE" in completed.stderr
+    assert f"AWS_SHARED_CREDENTIALS_FILE {credentials}: no [default] profile" in completed.stderr
+    assert "s3cr3t" not in completed.stderr

@@ -304,3 +304,79 @@ def test_reads_fail_clearly_while_the_server_is_down(s3_url: str, s3_server: Sea
     with s3_server.stopped(), pytest.raises(RepositoryError, match="unreachable"):
         repo.read_labels()
     assert repo.read_labels() == Labels()  # back by itself, same endpoint
+
+
+def credentials_file(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_keys_come_from_a_shared_credentials_file_when_not_in_the_environment(
+    s3_url: str, s3_server: SeaweedS3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """As compose runs it: the keys only in the file AWS_SHARED_CREDENTIALS_FILE names."""
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    path = credentials_file(
+        tmp_path / "credentials",
+        "[other]\naws_access_key_id = NOPE\naws_secret_access_key = nope\n\n"
+        f"[default]\naws_access_key_id = {s3_server.access_key}\n"
+        f"aws_secret_access_key = {s3_server.secret_key}\n",
+    )
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(path))
+    assert s3_repo(s3_url).list_versions() == []
+    # AWS_PROFILE picks another profile (here one the server refuses).
+    monkeypatch.setenv("AWS_PROFILE", "other")
+    with pytest.raises(RepositoryError, match="access denied"):
+        s3_repo(s3_url).list_versions()
+
+
+def test_keys_in_the_environment_win_over_the_file(tmp_path: Path) -> None:
+    from modelrepo.s3 import credentials
+
+    path = credentials_file(
+        tmp_path / "credentials",
+        "[default]\naws_access_key_id = FILEKEY\naws_secret_access_key = file-secret\n"
+        "aws_session_token = file-token\n",
+    )
+    env = {"AWS_SHARED_CREDENTIALS_FILE": str(path)}
+    assert credentials(env) == {
+        "access_key_id": "FILEKEY",
+        "secret_access_key": "file-secret",
+        "session_token": "file-token",
+    }
+    both = {**env, "AWS_ACCESS_KEY_ID": "ENVKEY", "AWS_SECRET_ACCESS_KEY": "env-secret"}
+    assert credentials(both) == {"access_key_id": "ENVKEY", "secret_access_key": "env-secret"}
+    assert credentials({}) == {}
+    # A file named by nothing is not read, even where the AWS CLI's default one would be.
+    assert credentials({"HOME": str(tmp_path)}) == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (None, "cannot read it: FileNotFoundError"),
+        ("[default]\naws_access_key_id = KEY\n", "needs aws_access_key_id and aws_secret"),
+        ("[prod]\naws_access_key_id = K\naws_secret_access_key = s3cr3t-value\n", "no [default]"),
+        ("aws_secret_access_key = s3cr3t-value\n", "not an INI file"),
+        ("[default]\naws_secret_access_key = s3cr3t-value\n" + "#" * 70_000, "larger than"),
+        (b"[default]\n\xff\xfe", "cannot read it: UnicodeDecodeError"),
+    ],
+)
+def test_a_credentials_file_that_cannot_serve_is_a_usage_error_quoting_no_key(
+    tmp_path: Path, text: str | bytes | None, problem: str
+) -> None:
+    path = tmp_path / "credentials"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    elif text is not None:
+        path.write_text(text, encoding="utf-8")
+    with pytest.raises(UsageError) as raised:
+        S3Repository(
+            parse_s3_url("s3://models/xor"),
+            environ={"AWS_SHARED_CREDENTIALS_FILE": str(path)},
+        )
+    message = str(raised.value)
+    assert problem in message
+    assert f"AWS_SHARED_CREDENTIALS_FILE {path}" in message
+    assert "s3cr3t" not in message
