@@ -95,6 +95,16 @@ class Settings(BaseSettings):
         description="Versions whose evaluated accuracy is below this are refused (0: off; "
         "match training's --min-accuracy to refuse weaker versions dropped in by hand).",
     )
+    response_cache_rows: int = Field(
+        1024,
+        ge=0,
+        le=1_000_000,
+        description="Rows the response cache keeps per loaded version: a row the served "
+        "version answered before is answered again from it, bit for bit, without a model call; "
+        "0 turns it off. Requests are bit pairs, so 4 distinct rows exist: the default leaves "
+        "room for a model with a wider input at ~1 KB a row (the oldest row makes room once "
+        "full). Dropped with its version.",
+    )
     batching: bool = Field(
         True,
         description="Run concurrent prediction requests together in one model call "

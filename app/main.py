@@ -26,6 +26,7 @@ from app.api.tfserving import routes as tfserving_routes
 from app.config import Settings
 from app.core.batching import MicroBatcher
 from app.core.prediction import ModelCall, PredictionService, call_model
+from app.core.response_cache import ResponseCache
 from app.errors import ApiError
 from app.lifecycle.store import ModelStore
 from app.lifecycle.sync import REASONS, ModelSync
@@ -93,6 +94,9 @@ def build_services(settings: Settings, *, model_call: ModelCall = call_model) ->
         retry_after_seconds=math.ceil(settings.poll_interval_seconds),
         batcher=batcher,
         model_call=model_call,
+        response_cache=(
+            ResponseCache(settings.response_cache_rows) if settings.response_cache_rows else None
+        ),
     )
     return Services(settings=settings, metrics=metrics, store=store, prediction=prediction)
 

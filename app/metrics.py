@@ -128,6 +128,16 @@ class Metrics:
             buckets=_LOAD_BUCKETS,
             registry=self.registry,
         )
+        self.response_cache_hits = Counter(
+            "xor_response_cache_hits",
+            "Rows answered from the response cache (XOR_RESPONSE_CACHE_ROWS), no model call",
+            registry=self.registry,
+        )
+        self.response_cache_misses = Counter(
+            "xor_response_cache_misses",
+            "Rows the response cache did not know: they waited for the model",
+            registry=self.registry,
+        )
         self.poll_last_success = Gauge(
             "xor_model_poll_last_success_timestamp_seconds",
             "When the model store last completed a scan of the model dir (0: none yet); "
@@ -316,6 +326,12 @@ class Metrics:
                 child = self.predictions.labels(str(class_id))
             child.inc(count)
         self.instances_per_request.observe(instances)
+
+    def response_cache_used(self, *, hits: int, misses: int) -> None:
+        if hits:
+            self.response_cache_hits.inc(hits)
+        if misses:
+            self.response_cache_misses.inc(misses)
 
     def model_call_finished(self, seconds: float) -> None:
         self.model_call_duration.observe(seconds)

@@ -1,7 +1,12 @@
-"""The two reference servers of the benchmark: ``python -m bench.servers ceiling|naive``.
+"""The reference servers of the benchmark: ``python -m bench.servers floor|fastapi|ceiling|naive``.
 
-Both read ``XOR_MODEL_DIR``, ``XOR_HOST`` and ``XOR_PORT`` like the service.
+All read ``XOR_HOST`` and ``XOR_PORT`` like the service (ceiling and naive ``XOR_MODEL_DIR``).
 
+- floor: a bare ASGI callable on the service's uvicorn settings (httptools, uvloop, no server
+  header, no access log) reading the request and answering a constant body of ``/predict``'s
+  shape: the Python HTTP floor, what no Python server on this stack can beat.
+- fastapi: a plain FastAPI + pydantic app answering a constant: where a typical FastAPI
+  service starts before it does any work.
 - ceiling: the service itself (same app, middleware, validation, response building, logging,
   metrics) with the model call replaced by a constant answer: what the HTTP stack alone costs.
 - naive: the common tutorial way, a FastAPI handler calling Keras ``model.predict`` on the
@@ -26,6 +31,88 @@ if TYPE_CHECKING:
 
 # The ceiling's parse-and-validate-only route: the floor of a batch request (bench.run).
 FLOOR_PATH = "/bench/validate"
+# What the floor and the fastapi servers answer to every /predict: the service's answer to one
+# pair, as the service writes it.
+CONSTANT_PREDICTION: dict[str, Any] = {
+    "model_version": 1,
+    "predictions": [
+        {"inputs": [0, 1], "class_id": 1, "probabilities": [0.0002233, 0.9997767]},
+    ],
+}
+
+
+def _uvicorn_settings() -> dict[str, Any]:
+    """The service's own uvicorn settings (app.server.runner), for the reference servers."""
+    return {
+        "host": os.environ.get("XOR_HOST", "127.0.0.1"),
+        "port": int(os.environ.get("XOR_PORT", "8000")),
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,
+        "server_header": False,
+        "log_level": "warning",
+    }
+
+
+def floor() -> int:
+    import json
+
+    import uvicorn
+
+    body = json.dumps(CONSTANT_PREDICTION, separators=(",", ":")).encode()
+    health = b'{"status":"ok"}'
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        more = True
+        while more:  # the whole request is read, as any server must
+            more = (await receive()).get("more_body", False)
+        answer = body if scope["path"] == "/predict" else health
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(answer)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer})
+
+    uvicorn.run(app, **_uvicorn_settings())
+    return 0
+
+
+class PlainPredictRequest(BaseModel):
+    """The fastapi server's request body (module level: see NaivePredictRequest)."""
+
+    inputs: list[int] = Field(min_length=2, max_length=2)
+
+
+def plain_fastapi() -> int:
+    import uvicorn
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/predict")
+    async def predict(request: PlainPredictRequest) -> dict[str, Any]:
+        return CONSTANT_PREDICTION
+
+    uvicorn.run(app, **_uvicorn_settings())
+    return 0
 
 
 def ceiling() -> int:
@@ -115,7 +202,7 @@ def naive() -> int:
 
 
 if __name__ == "__main__":
-    servers = {"ceiling": ceiling, "naive": naive}
+    servers = {"floor": floor, "fastapi": plain_fastapi, "ceiling": ceiling, "naive": naive}
     if len(sys.argv) != 2 or sys.argv[1] not in servers:
         sys.exit(f"usage: python -m bench.servers {'|'.join(servers)}")
     sys.exit(servers[sys.argv[1]]())

@@ -21,6 +21,7 @@ from app.errors import LabelNotFound, ModelUnavailable, VersionNotLoaded
 
 if TYPE_CHECKING:
     from app.core.batching import MicroBatcher
+    from app.core.response_cache import ResponseCache
     from app.lifecycle.loading import LoadedModel
     from app.metrics import Metrics
 
@@ -81,12 +82,14 @@ class PredictionService:
         retry_after_seconds: int = 1,
         batcher: MicroBatcher | None = None,
         model_call: ModelCall = call_model,
+        response_cache: ResponseCache | None = None,
     ) -> None:
         self._source = source
         self._call = model_call
         self._metrics = metrics
         self._retry_after = str(max(1, retry_after_seconds))
         self._batcher = batcher
+        self._cache = response_cache
 
     def model(self, version: int | None = None) -> LoadedModel:
         """The served model, or the loaded ``version``; read once, so a request finishes on it.
@@ -137,22 +140,56 @@ class PredictionService:
     async def predict_async(self, batch: Batch, model: LoadedModel | None = None) -> ModelOutputs:
         """:meth:`predict` for async callers, micro-batched with concurrent requests.
 
-        Without a batcher, on the event loop, as the batcher's calls are (``app.core.batching``
-        says why).
+        Rows the response cache knows are answered from it; the others (each once) go to the
+        model. Without a batcher, on the event loop, as the batcher's calls are
+        (``app.core.batching`` says why).
         """
         model = model if model is not None else self.model()
-        if self._batcher is not None:
-            return self._result(batch, model, await self._batcher.run(model, batch.features))
-        return self.predict(batch, model)
+        features = batch.features
+        cache = self._cache
+        if cache is None:
+            return self._result(batch, model, await self._run_async(model, features))
+        found = cache.lookup(model, features)
+        if found.outputs is not None:
+            self._cached(len(features), 0)
+            return self._result(batch, model, found.outputs)
+        computed = await self._run_async(model, found.unknown_rows(features))
+        missed = found.missed_rows()
+        self._cached(len(features) - missed, missed)
+        return self._result(batch, model, cache.complete(model, found, computed))
 
     def predict(self, batch: Batch, model: LoadedModel | None = None) -> ModelOutputs:
-        """All five outputs for ``batch``, in order, from one signature call (blocking)."""
+        """All five outputs for ``batch``, in order, from the response cache and at most one
+        signature call (blocking)."""
         model = model if model is not None else self.model()
+        features = batch.features
+        cache = self._cache
+        if cache is None:
+            return self._result(batch, model, self._run(model, features))
+        found = cache.lookup(model, features)
+        if found.outputs is not None:
+            self._cached(len(features), 0)
+            return self._result(batch, model, found.outputs)
+        computed = self._run(model, found.unknown_rows(features))
+        missed = found.missed_rows()
+        self._cached(len(features) - missed, missed)
+        return self._result(batch, model, cache.complete(model, found, computed))
+
+    async def _run_async(self, model: LoadedModel, features: npt.NDArray[np.float32]) -> Outputs:
+        if self._batcher is not None:
+            return await self._batcher.run(model, features)
+        return self._run(model, features)
+
+    def _run(self, model: LoadedModel, features: npt.NDArray[np.float32]) -> Outputs:
         started = time.perf_counter()
-        outputs = self._call(model, batch.features)
+        outputs = self._call(model, features)
         if self._metrics is not None:
             self._metrics.model_call_finished(time.perf_counter() - started)
-        return self._result(batch, model, outputs)
+        return outputs
+
+    def _cached(self, hits: int, misses: int) -> None:
+        if self._metrics is not None:
+            self._metrics.response_cache_used(hits=hits, misses=misses)
 
     def _result(self, batch: Batch, model: LoadedModel, outputs: Outputs) -> ModelOutputs:
         if self._metrics is not None:

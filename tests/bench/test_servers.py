@@ -11,7 +11,9 @@ from bench.run import Server, servers
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["ceiling", "service", "naive"])
+@pytest.mark.parametrize(
+    "name", ["floor", "fastapi", "ceiling", "service", "service-nocache", "naive"]
+)
 def test_each_benchmark_server_starts_and_answers_right(
     name: str, trained_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
