@@ -48,6 +48,8 @@ lock: $(VENV)/.dev ## re-resolve the locks from pyproject.toml (needs network; c
 		pyproject.toml -o requirements.lock
 	$(BIN)/uv pip compile --universal --python-version 3.11 --no-header --quiet \
 		--extra dev -c requirements.lock pyproject.toml -o requirements-dev.lock
+	$(BIN)/uv pip compile --universal --python-version 3.11 --no-header --quiet \
+		-c requirements.lock client/pyproject.toml -o client/requirements.lock
 
 clean: ## delete the venv and the tool caches (models/ is kept)
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
@@ -60,7 +62,9 @@ $(BIN)/python:
 # The project itself is installed editable without build isolation: setuptools comes from the lock.
 # Sizes measured on 2026-11-30: the installed packages take 1.6 GB (TensorFlow 1.3 GB of it),
 # the wheels ~0.4 GB to download; pip took 59 s to install them from a local mirror.
-$(VENV)/.runtime: $(BIN)/python requirements.lock pyproject.toml
+# The client (client/: XorClient, `xor-predict`) goes into the same venv, from its own lock
+# (httpx; shared packages pinned as in requirements.lock): the service does not depend on it.
+$(VENV)/.runtime: $(BIN)/python requirements.lock pyproject.toml client/requirements.lock client/pyproject.toml
 	@if [ -e $@ ]; then \
 		echo "updating $(VENV) to requirements.lock"; \
 	else \
@@ -68,6 +72,8 @@ $(VENV)/.runtime: $(BIN)/python requirements.lock pyproject.toml
 	fi
 	@$(BIN)/python -m pip install --quiet --requirement requirements.lock
 	@$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --editable .
+	@$(BIN)/python -m pip install --quiet --requirement client/requirements.lock
+	@$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --editable ./client
 	@touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.lock
