@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     # Imported only now: it imports TensorFlow (seconds), not worth it for a bad setting.
     from app.api.dependencies import Services
     from app.main import create_app
+    from app.server.access_log import AccessLogWriter
     from app.server.runner import serve
 
     def announce(url: str) -> None:
@@ -78,13 +79,22 @@ def main(argv: list[str] | None = None) -> int:
         message = first_steps(url) if log_format is LogFormat.TEXT else f"listening on {url}"
         log.info(message, extra={"event": "listening", "url": url})
 
+    # The request lines in the format just set up, written off the request path.
+    access_log = AccessLogWriter.if_enabled(log_format) if settings.access_log else None
     try:
-        service = create_app(settings)
+        service = create_app(settings, access_log=access_log)
     except UsageError as exc:  # the S3 client's settings: an endpoint URL, a credentials file
         print(f"{PROG}: error: XOR_MODEL_SOURCE: {exc}", file=sys.stderr)
+        if access_log is not None:
+            access_log.close()
         return 2
     # From the first SIGTERM/SIGINT on, readiness fails (XOR_SHUTDOWN_DELAY_SECONDS).
     services: Services = service.state.services
     return serve(
-        service, settings, on_listening=announce, on_stopping=services.store.begin_shutdown
+        service,
+        settings,
+        on_listening=announce,
+        on_stopping=services.store.begin_shutdown,
+        # The request lines still queued are written before the last line: none is lost.
+        on_stopped=access_log.close if access_log is not None else None,
     )

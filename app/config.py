@@ -147,10 +147,10 @@ class Settings(BaseSettings):
     )
     access_log: bool = Field(
         True,
-        description="One INFO line per request (logger `app.request`). Turn it off when a "
-        "proxy in front logs requests already: it is ~12 % of a prediction's server time. "
-        "Errors and clients that went away (499) are logged either way, and the HTTP metrics "
-        "count every request.",
+        description="One INFO line per request (logger `app.request`), written off the request "
+        "path by a thread (none lost at shutdown). Turn it off when a proxy in front logs "
+        "requests already. Errors (5xx) and clients that went away (499) are logged either "
+        "way, and the HTTP metrics count every request.",
     )
     shutdown_timeout_seconds: int = Field(
         20,

@@ -31,6 +31,7 @@ from app.errors import ApiError
 from app.lifecycle.store import ModelStore
 from app.lifecycle.sync import REASONS, ModelSync
 from app.metrics import Metrics
+from app.server.access_log import AccessLogWriter
 from app.server.middleware import (
     BodyLimitMiddleware,
     InFlightLimit,
@@ -107,6 +108,7 @@ def create_app(
     model_call: ModelCall = call_model,
     extra_hot_routes: Sequence[HotRoute] = (),
     plain_prediction_routes: bool = True,
+    access_log: AccessLogWriter | None = None,
 ) -> ServiceApp:
     """The service, configured by ``settings``; models load when its lifespan starts.
 
@@ -114,7 +116,9 @@ def create_app(
     signature call (the benchmark's ceiling answers a constant), ``extra_hot_routes`` adds
     prediction-like routes to the plain ASGI way (the benchmark's parse-only floor), and
     ``plain_prediction_routes=False`` leaves the prediction routes to FastAPI, to check that
-    both ways answer alike (``extra_hot_routes`` are then not served).
+    both ways answer alike (``extra_hot_routes`` are then not served). ``access_log`` writes
+    the request lines off the request path (the server process passes one, having set up the
+    log format); without one they go through ``logging``.
     """
     services = build_services(settings, model_call=model_call)
 
@@ -164,7 +168,7 @@ def create_app(
     body_limit = (BodyLimitMiddleware, {"max_body_bytes": settings.max_body_bytes})
     context = (
         RequestContextMiddleware,
-        {"metrics": services.metrics, "access_log": settings.access_log},
+        {"metrics": services.metrics, "access_log": settings.access_log, "writer": access_log},
     )
 
     def cap(match: MatchRoute | None) -> tuple[Any, dict[str, Any]]:

@@ -321,6 +321,8 @@ class Metrics:
 
     def predicted(self, class_counts: dict[int, int], instances: int) -> None:
         for class_id, count in class_counts.items():
+            if not count:
+                continue
             child = self._class_children.get(class_id)
             if child is None:
                 child = self.predictions.labels(str(class_id))

@@ -66,10 +66,15 @@ def _utc_second(seconds: int) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
-def _timestamp(record: logging.LogRecord) -> str:
+def utc_timestamp(created: float) -> str:
+    """``2026-11-30T09:07:20.912Z`` for a ``time.time()``: a JSON line's ``ts``."""
     # The date part is formatted once per second (a request log line is written per request).
-    seconds = int(record.created)
-    return f"{_utc_second(seconds)}{int((record.created - seconds) * 1000):03d}Z"
+    seconds = int(created)
+    return f"{_utc_second(seconds)}{int((created - seconds) * 1000):03d}Z"
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    return utc_timestamp(record.created)
 
 
 class JsonFormatter(logging.Formatter):
@@ -94,6 +99,12 @@ class JsonFormatter(logging.Formatter):
 @functools.lru_cache(maxsize=4)
 def _local_second(seconds: int) -> str:
     return time.strftime("%H:%M:%S", time.localtime(seconds))
+
+
+def local_stamp(created: float) -> str:
+    """``09:07:20.912`` in local time for a ``time.time()``: a text line's stamp."""
+    seconds = int(created)
+    return f"{_local_second(seconds)}.{int((created - seconds) * 1000):03d}"
 
 
 # Extra fields a person reading a terminal does not need: the event name is for machines (and
@@ -134,8 +145,7 @@ class TextFormatter(logging.Formatter):
     """
 
     def format(self, record: logging.LogRecord) -> str:
-        seconds = int(record.created)
-        stamp = f"{_local_second(seconds)}.{int((record.created - seconds) * 1000):03d}"
+        stamp = local_stamp(record.created)
         fields = _extra_fields(record)
         message = _request_line(fields) or record.getMessage()
         hidden = _HIDDEN_IN_TEXT

@@ -81,6 +81,18 @@ class PredictionRoutes:
             response = await route.handler(request, self.services)
         except ApiError as exc:
             response = route.render_error(exc)
+        if response.background is None and type(response).__call__ is Response.__call__:
+            # A plain Response's parts, sent as it would send them (its __call__ also looks
+            # for background tasks and an ASGI extension: none here).
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": response.raw_headers,
+                }
+            )
+            await send({"type": "http.response.body", "body": response.body})
+            return
         await response(scope, receive, send)
 
 

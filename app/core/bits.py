@@ -207,8 +207,24 @@ def validate_bits(values: npt.NDArray[Any], *, max_rows: int, where: str, loc: L
     return Batch(features=values.astype(np.float32))
 
 
+def _one_pair_features(pair: Pair) -> npt.NDArray[np.float32]:
+    features = np.array([pair], dtype=np.float32)
+    features.setflags(write=False)  # shared by every request of this pair
+    return features
+
+
+# The batch of a single-pair request, built once per pair (most requests are one pair).
+_ONE_PAIR: dict[Pair, npt.NDArray[np.float32]] = {
+    (a, b): _one_pair_features((a, b)) for a in (0, 1) for b in (0, 1)
+}
+
+
 def pairs_batch(pairs: Sequence[Pair], *, where: str, loc: Locator, max_rows: int) -> Batch:
     """Already type-checked pairs of integer bits as a :class:`Batch` (through the same check)."""
+    if len(pairs) == 1 and max_rows >= 1:
+        features = _ONE_PAIR.get(pairs[0])
+        if features is not None and type(pairs[0][0]) is int and type(pairs[0][1]) is int:
+            return Batch(features=features)
     values = np.asarray(pairs, dtype=np.int64).reshape(len(pairs), 2)
     return validate_bits(values, max_rows=max_rows, where=where, loc=loc)
 

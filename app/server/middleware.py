@@ -15,20 +15,21 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-from starlette.datastructures import MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ApiError, InternalError, Overloaded, PayloadTooLarge
 from app.metrics import Metrics
+from app.server.access_log import AccessLogWriter
 
 # Renders an error in the shape of the API that owns the request's path.
 RenderError = Callable[[ApiError, str], Response]
@@ -46,6 +47,16 @@ CLIENT_CLOSED_REQUEST = 499
 DISCONNECT_REASON = "disconnect_reason"
 # Seconds an overloaded client is asked to wait (Retry-After): the burst is usually gone by then.
 OVERLOADED_RETRY_AFTER_SECONDS = 1
+
+
+# A request id the client did not send: 32 hex digits, 16 random per process and a counter,
+# unique without a uuid4 per request (os.urandom, a system call, costs more than the rest).
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count()
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 def _header(scope: Scope, name: bytes) -> str:
@@ -68,20 +79,30 @@ def _route_template(scope: Scope) -> str:
 
 class RequestContextMiddleware:
     def __init__(
-        self, app: ASGIApp, *, metrics: Metrics, render_error: RenderError, access_log: bool = True
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        render_error: RenderError,
+        access_log: bool = True,
+        writer: AccessLogWriter | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.render_error = render_error
         self.access_log = access_log
+        # The lines of requests answered below 500 go through it, off the request path; the
+        # others, and all of them without one, through logging.
+        self.writer = writer if access_log else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         sent = _header(scope, _REQUEST_ID_HEADER_KEY)
-        request_id = sent if _SANE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+        request_id = sent if sent and _SANE_REQUEST_ID.fullmatch(sent) else new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
+        id_bytes = request_id.encode("latin-1")
         start = time.perf_counter()
         status = 500
         started = False
@@ -93,7 +114,12 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                # Appended to the raw list (no response sets it otherwise): MutableHeaders
+                # would copy and lower-case the list first.
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (_REQUEST_ID_HEADER_KEY, id_bytes),
+                ]
             try:
                 await send(message)
             except OSError:  # as ASGI 2.4 servers (and ours) raise on a closed connection
@@ -125,7 +151,9 @@ class RequestContextMiddleware:
             if disconnected is not None:
                 status = CLIENT_CLOSED_REQUEST
             self.metrics.request_finished(_route_template(scope), method, status, seconds)
-            if disconnected is not None or self.access_log:
+            if disconnected is None and status < 500 and self.writer is not None:
+                self.writer.request(method, scope["path"], status, seconds, request_id)
+            elif disconnected is not None or self.access_log:
                 _log_request(scope, status, seconds, request_id, disconnected)
 
 
@@ -232,10 +260,17 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = _header(scope, b"content-length")
-        if declared.isascii() and declared.isdigit() and int(declared) > self.max_body_bytes:
-            # Answered without reading the body.
-            await self.render_error(self._too_large(declared), scope["path"])(scope, receive, send)
-            return
+        if declared.isascii() and declared.isdigit():
+            if int(declared) > self.max_body_bytes:
+                # Answered without reading the body.
+                await self.render_error(self._too_large(declared), scope["path"])(
+                    scope, receive, send
+                )
+                return
+            if not _header(scope, b"transfer-encoding"):
+                # The server delivers exactly Content-Length bytes: nothing to count.
+                await self.app(scope, receive, send)
+                return
         received = 0
 
         async def limited_receive() -> Message:

@@ -66,12 +66,14 @@ def serve(
     *,
     on_listening: Callable[[str], None] | None = None,
     on_stopping: Callable[[], None] | None = None,
+    on_stopped: Callable[[], None] | None = None,
 ) -> int:
     """Serve ``app`` until SIGTERM/SIGINT; returns the process exit code. ``on_listening``
     gets the server's URL once it accepts connections; ``on_stopping`` is called (from the
     signal handler: keep it to setting a flag) when the first signal starts the shutdown delay
     (``XOR_SHUTDOWN_DELAY_SECONDS``, see :class:`GracefulServer`), so that readiness fails
-    while requests are still served."""
+    while requests are still served. ``on_stopped`` runs once the server has stopped serving,
+    before the last line (the access log's writer writes what it holds)."""
     frozen = freeze_startup_heap()
     log.debug("froze %d objects of the startup heap", frozen, extra={"event": "gc_freeze"})
     config = uvicorn.Config(
@@ -100,6 +102,9 @@ def serve(
     except SystemExit as exc:  # uvicorn exits this way when it cannot bind or start
         log.error("the server did not start", extra={"event": "startup_failed", "code": exc.code})
         return 1
+    finally:
+        if on_stopped is not None:
+            on_stopped()
     if not server.started:
         log.error("the server did not start", extra={"event": "startup_failed"})
         return 1

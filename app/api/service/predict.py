@@ -13,6 +13,7 @@ import numpy as np
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from app.api.dependencies import Services
 from app.api.jsonbody import decode_json
@@ -38,9 +39,18 @@ _VERSION = re.compile(r"[0-9]{1,19}")
 _PREDICT_KEYS = ("inputs", "instances")
 
 
+def content_type(scope: Scope) -> str | None:
+    """The request's Content-Type, read from the raw list (a ``Headers`` object lower-cases
+    every name first)."""
+    for key, value in scope["headers"]:
+        if key == b"content-type":
+            return str(value.decode("latin-1"))
+    return None
+
+
 def require_json(request: Request) -> None:
     """415 unless Content-Type is application/json (parameters allowed, charset UTF-8 only)."""
-    raw = request.headers.get("content-type")
+    raw = content_type(request.scope)
     if raw is None:
         raise UnsupportedMediaType("missing Content-Type; send application/json")
     media_type, *parameters = raw.split(";")
