@@ -26,6 +26,7 @@ EXPECTED_PANELS: Final = {
     "Poll age per replica",
     "In-flight prediction requests",
     "Overloaded 503 rate",
+    "Response cache hits (share of rows)",
 }
 QUERIES: Final = dashboard_queries()
 
