@@ -7,6 +7,12 @@ golden set through its serving signature), made world-readable, synced to disk, 
 renamed to the version number. Readers never see a half-written version, nor one that fails
 the golden set.
 
+Beside the evaluation, ``assets.extra/training_history.json`` holds the training curve (the
+model dir's ``history.jsonl``, downsampled to at most ``MAX_HISTORY_POINTS`` points and at most
+``MAX_HISTORY_BYTES``), ending at the evaluation's ``global_step``; the model page of the
+server plots it. Without a curve that ends there (a model dir trained before the curve was
+recorded, resumed with no further step) the version is published without the file.
+
 The export dir is a model repository (``modelrepo``): the version's ``MANIFEST.json`` (every
 file's path, size and sha256) is written last into the staging directory, after the golden set
 and the evaluation, and once the version is renamed into place the repository's ``index.json``
@@ -22,7 +28,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,12 +45,17 @@ from modelrepo.repository import LocalRepository
 from training.errors import ExportError
 from training.golden import PredictClassIds, check_golden_set, write_golden_set
 from training.model import INPUT_NAME, N_FEATURES
+from training.train import HistoryPoint
 from training.versions import next_version
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_KEY = "serving_default"
 EVALUATION_FILE = Path("assets.extra") / "evaluation.json"
+HISTORY_FILE = Path("assets.extra") / "training_history.json"
+# A curve for a page: a few hundred points draw it, and the server reads the file whole.
+MAX_HISTORY_POINTS = 500
+MAX_HISTORY_BYTES = 64 * 1024
 TEMP_PREFIX = ".tmp-export-"
 _RENAME_ATTEMPTS = 20
 # Longer than any export takes (seconds); see remove_stale_staging.
@@ -132,6 +143,62 @@ def _write_evaluation(staging: Path, document: dict[str, Any]) -> None:
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 
+def downsample(points: Sequence[HistoryPoint], at_most: int) -> list[HistoryPoint]:
+    """At most ``at_most`` points spread evenly over ``points``, the first and last kept."""
+    if len(points) <= at_most:
+        return list(points)
+    if at_most < 2:
+        return list(points[-1:])
+    indices = np.unique(np.linspace(0, len(points) - 1, at_most).round().astype(int))
+    return [points[int(index)] for index in indices]
+
+
+def history_document(points: Sequence[HistoryPoint], global_step: int) -> bytes | None:
+    """``training_history.json`` for a model trained to ``global_step``, or None when
+    ``points`` do not end there. Downsampled until it fits ``MAX_HISTORY_BYTES``."""
+    if not points or points[-1].step != global_step:
+        return None
+    at_most = MAX_HISTORY_POINTS
+    while True:
+        kept = downsample(points, at_most)
+        document = {
+            "global_step": global_step,
+            "loss_of": "training loss per step (summed over the batch), mean over the steps "
+            "since the previous point",
+            "accuracy_of": "training batch: the share of training examples classified right "
+            "over the steps since the previous point",
+            "recorded_points": len(points),
+            "points": [point.to_json() for point in kept],
+        }
+        data = (json.dumps(document) + "\n").encode("utf-8")
+        if len(data) <= MAX_HISTORY_BYTES or len(kept) == 1:
+            return data
+        at_most = len(kept) // 2
+
+
+def _write_history(
+    staging: Path, history: Sequence[HistoryPoint], evaluation: dict[str, Any]
+) -> None:
+    global_step = evaluation.get("metrics", {}).get("global_step")
+    data = history_document(history, global_step) if isinstance(global_step, int) else None
+    if data is None:
+        last = history[-1].step if history else None
+        log.warning(
+            "no training curve ends at global step %s (the model dir's ends at %s): "
+            "publishing without %s",
+            global_step,
+            last,
+            HISTORY_FILE,
+        )
+        return
+    path = staging / HISTORY_FILE
+    path.parent.mkdir(exist_ok=True)
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot write the training curve: {exc.strerror}") from exc
+
+
 def _load_signature_outputs(path: Path) -> tuple[PredictLogits, PredictClassIds]:
     """The written SavedModel's ``logits`` and ``class_ids``, through ``serving_default``."""
     signature = tf.saved_model.load(str(path)).signatures[SIGNATURE_KEY]
@@ -152,7 +219,12 @@ def _load_signature_outputs(path: Path) -> tuple[PredictLogits, PredictClassIds]
 
 
 def export_saved_model(
-    model: keras.Model, export_dir: str | Path, *, evaluate: Evaluator, at_least: int = 1
+    model: keras.Model,
+    export_dir: str | Path,
+    *,
+    evaluate: Evaluator,
+    at_least: int = 1,
+    history: Sequence[HistoryPoint] = (),
 ) -> PublishedVersion:
     """Publish ``model`` as the next version in ``export_dir``, evaluated by ``evaluate``.
 
@@ -163,6 +235,9 @@ def export_saved_model(
     disk), so the evaluation describes exactly what is published. If it raises, for example at
     a quality gate, nothing is published and the exception propagates. Then the same SavedModel
     must answer the golden set it ships with, or GoldenSetError is raised and nothing published.
+
+    ``history`` is the model's training curve; written as ``training_history.json`` if it ends
+    at the evaluation's ``global_step``.
     """
     export_dir = Path(export_dir)
     try:
@@ -188,6 +263,7 @@ def export_saved_model(
         predict_logits, predict_class_ids = _load_signature_outputs(staging)
         evaluation = evaluate(predict_logits)
         check_golden_set(predict_class_ids, staging)
+        _write_history(staging, history, evaluation)
         published = _publish(staging, export_dir, evaluation, at_least)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -190,6 +190,7 @@ def _export(
             settings, trainer, outcome, test_data, predict_logits
         ),
         at_least=at_least,
+        history=trainer.history(),
     )
 
 

@@ -1,8 +1,15 @@
 """The training loop the Estimator used to run for us: resume, shuffle, step, checkpoint, log.
 
 A model dir holds ``model.ckpt-<step>`` checkpoints (the newest ``keep_checkpoint_max``), the
-TensorBoard event files, ``model_config.json`` (the architecture the checkpoints belong to) and
-a lock file so two runs cannot write it at once.
+TensorBoard event files, ``model_config.json`` (the architecture the checkpoints belong to),
+``history.jsonl`` (the training curve, below) and a lock file so two runs cannot write it at
+once.
+
+``history.jsonl`` holds one line ``{"step", "loss", "accuracy"}`` per summary (the values
+TensorBoard gets) and one for the last steps of a run, so its last step is the global step the
+run ended at. A restore trims it to the restored checkpoint's step: the curve is that of the
+steps the model was trained through, and a resumed run continues it. Beyond
+``MAX_HISTORY_LINES`` it is thinned to every other point, so a run of any length keeps it small.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "model.ckpt"
 ARCHITECTURE_FILE = "model_config.json"
 LOCK_FILE = ".lock"
+HISTORY_FILE = "history.jsonl"
+MAX_HISTORY_LINES = 4000
 # Steps per call into the compiled loop: bounds how late logs, progress and a stop request are.
 MAX_STEPS_PER_CALL = 50
 
@@ -69,6 +78,63 @@ class _SummaryWindow:
     @property
     def accuracy(self) -> float:
         return self.correct / self.seen
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    """The training curve at ``step``: the mean loss per step (summed over the batch) and the
+    accuracy on the training batches, over the steps since the previous point."""
+
+    step: int
+    loss: float
+    accuracy: float
+
+    def to_json(self) -> dict[str, float | int]:
+        # Six significant digits: a curve, not a checkpoint.
+        return {"step": self.step, "loss": _round(self.loss), "accuracy": _round(self.accuracy)}
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.6g}")
+
+
+def read_history(path: Path) -> list[HistoryPoint]:
+    """The points of a ``history.jsonl``, steps strictly increasing; a line that is not a point
+    (the partial last line of a killed run) is skipped. No file: no points."""
+    points: list[HistoryPoint] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return points
+    except (OSError, UnicodeDecodeError) as exc:
+        log.warning("%s: unreadable (%s); the training curve starts again", path, exc)
+        return points
+    for line in lines:
+        try:
+            record = json.loads(line)
+            point = HistoryPoint(
+                int(record["step"]), float(record["loss"]), float(record["accuracy"])
+            )
+        except (ValueError, KeyError, TypeError):
+            continue
+        if not points or point.step > points[-1].step:
+            points.append(point)
+    return points
+
+
+def _write_history(path: Path, points: Sequence[HistoryPoint]) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        for point in points:
+            handle.write(json.dumps(point.to_json()) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def thinned(points: Sequence[HistoryPoint]) -> list[HistoryPoint]:
+    """Every other point, counted back from the last (which stays)."""
+    return list(points[::-1][::2][::-1])
 
 
 @contextlib.contextmanager
@@ -134,6 +200,8 @@ class Trainer:
             checkpoint_name=CHECKPOINT_NAME,
         )
         self._run_steps = self._compile_loop()
+        self.history_path = model_dir / HISTORY_FILE
+        self._history_lines = 0
 
     @property
     def global_step(self) -> int:
@@ -175,6 +243,7 @@ class Trainer:
             # The optimizer checkpoints its learning rate; the flag of this run wins, as it did
             # for the Estimator (whose rate was a graph constant).
             self.optimizer.learning_rate = self.learning_rate
+            self._trim_history()
             return path
         if failures:
             raise ModelDirError(
@@ -184,7 +253,41 @@ class Trainer:
         _write_json_atomically(
             self.model_dir / ARCHITECTURE_FILE, {"hidden_units": self.hidden_units}
         )
+        self._trim_history()
         return None
+
+    def history(self) -> list[HistoryPoint]:
+        """The training curve of the model as it is now (``history.jsonl``)."""
+        return read_history(self.history_path)
+
+    def _trim_history(self) -> None:
+        """Keep the points of the steps the restored model was trained through: a run killed
+        after a summary but before its checkpoint, or a fallback to an older checkpoint, leaves
+        points beyond it."""
+        points = self.history()
+        kept = [point for point in points if point.step <= self.global_step]
+        if len(kept) < len(points):
+            log.info(
+                "%s: %d points after step %d dropped (not in the restored checkpoint)",
+                self.history_path,
+                len(points) - len(kept),
+                self.global_step,
+            )
+        if self.history_path.exists():
+            # Rewritten whole: a killed run may have left half a line, which an append would
+            # run into.
+            _write_history(self.history_path, kept)
+        self._history_lines = len(kept)
+
+    def _record(self, point: HistoryPoint) -> None:
+        """Append ``point`` to ``history.jsonl``, thinning it when it grew too long."""
+        with self.history_path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(point.to_json()) + "\n")
+        self._history_lines += 1
+        if self._history_lines > MAX_HISTORY_LINES:
+            points = thinned(self.history())
+            _write_history(self.history_path, points)
+            self._history_lines = len(points)
 
     def save(self) -> str:
         try:
@@ -287,10 +390,14 @@ class Trainer:
                     with writer.as_default():
                         tf.summary.scalar("loss", window.mean_loss, step=step)
                         tf.summary.scalar("accuracy", window.accuracy, step=step)
+                    self._record(HistoryPoint(step, window.mean_loss, window.accuracy))
                     window = _SummaryWindow()
                 if step % save_checkpoints_steps == 0:
                     self.save()
                     saved_step = step
+            if window.steps:
+                # The run's last steps, so that the curve ends at the global step it reached.
+                self._record(HistoryPoint(step, window.mean_loss, window.accuracy))
             if step != saved_step and step > start_step:
                 self.save()
         finally:

@@ -17,6 +17,7 @@ from app.api.common import json_response
 from app.api.dependencies import Services, ServicesDep
 from app.api.hot import HotRoute
 from app.api.service.errors import render_service_error
+from app.api.service.page import render_page
 from app.api.service.predict import handle_predict
 from app.api.service.schemas import (
     PREDICT_QUERY_PARAMETERS,
@@ -128,6 +129,38 @@ async def health_live() -> Response:
     return json_response({"status": "ok"})
 
 
+def _accepted(accept: str) -> dict[str, float]:
+    """The media ranges of an Accept header and their quality (1 unless ``q=`` says)."""
+    ranges: dict[str, float] = {}
+    for part in accept.split(","):
+        media_range, *parameters = part.split(";")
+        quality = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value.strip())
+                except ValueError:
+                    quality = 0.0
+        name = media_range.strip().lower()
+        if name:
+            ranges[name] = max(quality, ranges.get(name, 0.0))
+    return ranges
+
+
+def _prefers_html(request: Request) -> bool:
+    """Whether the client names HTML and prefers it to JSON, as a browser does
+    (``text/html,application/xhtml+xml,...,*/*;q=0.8``). ``*/*`` alone, no Accept, or
+    ``application/json`` ranked as high: JSON."""
+    ranges = _accepted(request.headers.get("accept", ""))
+    html = max(ranges.get("text/html", 0.0), ranges.get("application/xhtml+xml", 0.0))
+    json = max(
+        (ranges.get(name, 0.0) for name in ("application/json", "application/*", "*/*")),
+        default=0.0,
+    )
+    return html > 0 and html > json
+
+
 def _wants_json(request: Request) -> bool:
     accept = request.headers.get("accept", "")
     return any(
@@ -168,12 +201,24 @@ async def metrics(request: Request, services: ServicesDep) -> Response:
     "/model",
     summary="The served model: version, signature and evaluation",
     response_model=ModelInfo,
-    responses=error_responses(503),
+    responses={
+        200: {
+            "description": "The served model as JSON; for a client that prefers "
+            "`text/html` (a browser), the model page",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        },
+        **error_responses(503),
+    },
     tags=["operations"],
 )
-async def model_info(services: ServicesDep) -> Response:
-    """The served version, its path, signature and its whole evaluation.json."""
+async def model_info(request: Request, services: ServicesDep) -> Response:
+    """The served version, its path, signature and its whole evaluation.json; a browser gets
+    the model page (metrics, training curve, decision surface, versions, a form)."""
     model = services.prediction.model()
+    if _prefers_html(request):
+        root = str(request.scope.get("root_path", "")).rstrip("/")
+        loaded = sorted(services.store.loaded, key=lambda other: -other.version)
+        return render_page(model, loaded, labels_summary(services), predict_url=f"{root}/predict")
     return json_response(
         {
             "model_version": model.version,
