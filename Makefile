@@ -7,7 +7,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 # Plain `make` only prints the targets: it must never start a 1.6 GB install by surprise.
 .DEFAULT_GOAL := help
-.PHONY: help run test system-deps bench soak train format lock clean
+.PHONY: help run test system-deps bench bench-peers soak train format lock clean
 
 help: ## list the targets (this text)
 	@echo "usage: make <target>"
@@ -31,6 +31,10 @@ system-deps: ## install the system packages the tests need (root)
 bench: $(VENV)/.dev ## throughput/latency of the service against a ceiling and a naive baseline
 	@command -v wrk >/dev/null || ./scripts/system-deps
 	$(BIN)/python -m bench
+
+bench-peers: $(VENV)/.dev ## KServe, MLServer, BentoML, LitServe against our APIs (venvs ~1.5 GB each)
+	@command -v wrk >/dev/null || ./scripts/system-deps
+	$(BIN)/python -m bench.peers
 
 soak: $(VENV)/.dev ## 10 minutes at c=64 with a hot reload every minute (bench/soak-results.md)
 	@command -v wrk >/dev/null || ./scripts/system-deps

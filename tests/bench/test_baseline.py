@@ -20,16 +20,7 @@ from bench.baseline import (
 )
 from bench.run import REPO, Load
 from bench.run import main as run_main
-
-MACHINE = {
-    "date": "2026-01-01 00:00 UTC",
-    "cpu": "2 x Test CPU",
-    "memory": "4 GiB",
-    "system": "Linux 6",
-    "python": "3.11.7",
-    "tensorflow": "2.21.0",
-    "wrk": "4.1.0",
-}
+from tests.bench.fakes import MACHINE
 
 
 def load(server: str, rps: float, p99: float, errors: int = 0, endpoint: str = "predict") -> Load:
