@@ -9,12 +9,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.support import REPO
-from tests.support.server import Server, free_port, running_server, stop_server
-from tests.support.waiting import wait_for
+from tests.support.server import Server, running_server, start_server_in, stop_server
 
 VERSION = 7
 # The service's XOR_MAX_REQUEST_PAIRS for the shared server: below the client's default
@@ -35,30 +33,7 @@ def start_unready_server(tmp: Path) -> Server:
     with Retry-After until a version is published into ``server.model_dir``."""
     model_dir = tmp / "xor"
     model_dir.mkdir()
-    port = free_port()
-    log = tmp / f"server-{port}.log"
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("XOR_")}
-    environment.update(
-        {
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            "XOR_MODEL_DIR": str(model_dir),
-            "XOR_PORT": str(port),
-            "XOR_POLL_INTERVAL_SECONDS": "0.2",
-        }
-    )
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app"], cwd=REPO, env=environment, stdout=out, stderr=out
-        )
-    server = Server(process, f"http://127.0.0.1:{port}", log, model_dir)
-
-    def alive() -> bool:
-        if process.poll() is not None:
-            pytest.fail(f"server exited with {process.returncode}:\n{log.read_text()}")
-        return httpx.get(f"{server.url}/health/live", timeout=1).status_code == 200
-
-    wait_for(alive, timeout=90, interval=0.1, what="server alive", retry_on=(httpx.TransportError,))
-    return server
+    return start_server_in(REPO, tmp, model_dir, wait_on="/health/live")
 
 
 @pytest.fixture

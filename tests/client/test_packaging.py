@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import ast
 import shutil
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 from tests.support import REPO
+from tests.support.imports import imported_top_levels
 
 CLIENT = REPO / "client"
 SOURCES = CLIENT / "src" / "xor_client"
@@ -25,16 +25,6 @@ def test_httpx_is_the_only_dependency() -> None:
     assert project["scripts"] == {"xor-predict": "xor_client.cli:main"}
 
 
-def _imported_top_levels(file: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(file.read_text(), filename=str(file))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
-    return names
-
-
 def test_the_sources_import_only_the_standard_library_and_httpx() -> None:
     files = sorted(SOURCES.rglob("*.py"))
     assert len(files) >= 5
@@ -42,7 +32,7 @@ def test_the_sources_import_only_the_standard_library_and_httpx() -> None:
     outside = {
         f"{file.relative_to(REPO)} imports {name}"
         for file in files
-        for name in _imported_top_levels(file) - allowed
+        for name in imported_top_levels(file) - allowed
     }
     assert outside == set()
 

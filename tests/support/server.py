@@ -52,9 +52,12 @@ def start_server(tmp: Path, model_dir: Path, **env: str) -> Server:
     return start_server_in(REPO, tmp, model_dir, **env)
 
 
-def start_server_in(cwd: Path, tmp: Path, model_dir: Path, **env: str) -> Server:
+def start_server_in(
+    cwd: Path, tmp: Path, model_dir: Path, *, wait_on: str = "/health/ready", **env: str
+) -> Server:
     """:func:`start_server` in the working directory ``cwd`` (a relative ``model_dir`` is
-    relative to it)."""
+    relative to it); returns once ``wait_on`` answers 200 (``/health/live`` for a server that
+    has no version to be ready with)."""
     port = free_port()
     log = tmp / f"server-{port}.log"
     environment = {k: v for k, v in os.environ.items() if not k.startswith("XOR_")}
@@ -78,7 +81,7 @@ def start_server_in(cwd: Path, tmp: Path, model_dir: Path, **env: str) -> Server
         if process.poll() is not None:
             pytest.fail(f"server exited with {process.returncode}:\n{log.read_text()}")
         try:
-            return httpx.get(f"{server.url}/health/ready", timeout=1).status_code == 200
+            return httpx.get(f"{server.url}{wait_on}", timeout=1).status_code == 200
         except httpx.TransportError:
             return False
 
