@@ -32,12 +32,14 @@ from app.lifecycle.store import ModelStore
 from app.lifecycle.sync import REASONS, ModelSync
 from app.metrics import Metrics
 from app.server.access_log import AccessLogWriter
+from app.server.fused import FusedPredictionPath
 from app.server.middleware import (
     BodyLimitMiddleware,
     InFlightLimit,
     InFlightLimitMiddleware,
     MatchRoute,
     RequestContextMiddleware,
+    RequestRecord,
 )
 from modelrepo.s3 import S3Repository, parse_s3_url
 
@@ -165,13 +167,12 @@ def create_app(
     in_flight = InFlightLimit(settings.max_in_flight, services.metrics)
     services.metrics.watch_in_flight(lambda: in_flight.in_flight)
     hot_routes = (*service_routes.HOT_ROUTES, *tfserving_routes.HOT_ROUTES, *oip_routes.HOT_ROUTES)
-    body_limit = (BodyLimitMiddleware, {"max_body_bytes": settings.max_body_bytes})
-    context = (
-        RequestContextMiddleware,
-        {"metrics": services.metrics, "access_log": settings.access_log, "writer": access_log},
-    )
+    Layer = tuple[Any, dict[str, Any]]  # a middleware class and its options
+    body_limit: Layer = (BodyLimitMiddleware, {"max_body_bytes": settings.max_body_bytes})
+    record = RequestRecord(services.metrics, access_log=settings.access_log, writer=access_log)
+    context: Layer = (RequestContextMiddleware, {"record": record})
 
-    def cap(match: MatchRoute | None) -> tuple[Any, dict[str, Any]]:
+    def cap(match: MatchRoute | None) -> Layer:
         return InFlightLimitMiddleware, {"limit": in_flight, "match": match}
 
     api.state.services = services  # for tests and tools; routes use the lifespan state
@@ -191,7 +192,16 @@ def create_app(
     for middleware_class, options in (body_limit, context):
         api.add_middleware(middleware_class, render_error=shapes.render, **options)
     predictions = PredictionRoutes((*hot_routes, *extra_hot_routes), services)
-    plain: ASGIApp = predictions
+    chain: ASGIApp = predictions
     for middleware_class, options in (body_limit, cap(None), context):
-        plain = middleware_class(plain, render_error=shapes.render, **options)
-    return ServiceApp(api, predictions, plain)
+        chain = middleware_class(chain, render_error=shapes.render, **options)
+    # The common case in one frame, the chain for the rest (app.server.fused).
+    fused = FusedPredictionPath(
+        chain,
+        services=services,
+        limit=in_flight,
+        max_body_bytes=settings.max_body_bytes,
+        record=record,
+        render_error=shapes.render,
+    )
+    return ServiceApp(api, predictions, fused)

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, Field
-from starlette.requests import Request
 from starlette.responses import Response
 
 if TYPE_CHECKING:
     from app.api.dependencies import Services
+    from app.api.hot import PredictionRequest
 
 # The ceiling's parse-and-validate-only route: the floor of a batch request (bench.run).
 FLOOR_PATH = "/bench/validate"
@@ -147,7 +147,7 @@ def ceiling() -> int:
     return serve(app, settings)
 
 
-async def parse_and_validate_only(request: Request, services: Services) -> Response:
+async def parse_and_validate_only(request: PredictionRequest, services: Services) -> Response:
     """The floor of a batch request: /predict's own reading, parsing and validation of the
     body, answered with the pair count (no model call, no predictions to encode)."""
     from app.api.common import json_response

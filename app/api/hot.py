@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
 from starlette.datastructures import State
@@ -28,7 +30,52 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.api.dependencies import Services
 from app.errors import ApiError
 
-Handler = Callable[[Request, Services], Awaitable[Response]]
+
+class PredictionRequest(Protocol):
+    """What a prediction handler reads of its request: the ASGI scope, the path parameters and
+    the body. Starlette's ``Request`` is one (FastAPI's routes and the fallback way pass it);
+    the fused way (``app.server.fused``) passes a :class:`ReadRequest`, its body already read."""
+
+    @property
+    def scope(self) -> Scope: ...
+
+    @property
+    def path_params(self) -> dict[str, Any]: ...
+
+    async def body(self) -> bytes: ...
+
+
+class ReadRequest:
+    """A :class:`PredictionRequest` whose body has been read whole."""
+
+    __slots__ = ("_body", "path_params", "scope")
+
+    def __init__(self, scope: Scope, path_params: dict[str, Any], body: bytes) -> None:
+        self.scope = scope
+        self.path_params = path_params
+        self._body = body
+
+    async def body(self) -> bytes:
+        return self._body
+
+
+def request_header(scope: Scope, name: bytes) -> str | None:
+    """The first value of the request header ``name`` (lower-case, as ASGI servers send
+    names), or None. Read from the raw list: a ``Headers`` object lower-cases every name first."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def query_items(scope: Scope) -> list[tuple[str, str]]:
+    """The query string's ``(name, value)`` pairs, in order, as Starlette's
+    ``request.query_params.multi_items()`` gives them."""
+    query: bytes = scope.get("query_string", b"")
+    return parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+
+
+Handler = Callable[[PredictionRequest, Services], Awaitable[Response]]
 
 _PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

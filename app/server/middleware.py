@@ -38,7 +38,7 @@ log = logging.getLogger("app.request")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_HEADER_KEY = REQUEST_ID_HEADER.lower().encode("latin-1")
-_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 
 # nginx's status for a request whose client closed the connection before it was answered.
 CLIENT_CLOSED_REQUEST = 499
@@ -78,29 +78,16 @@ def _route_template(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        metrics: Metrics,
-        render_error: RenderError,
-        access_log: bool = True,
-        writer: AccessLogWriter | None = None,
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, record: RequestRecord, render_error: RenderError) -> None:
         self.app = app
-        self.metrics = metrics
         self.render_error = render_error
-        self.access_log = access_log
-        # The lines of requests answered below 500 go through it, off the request path; the
-        # others, and all of them without one, through logging.
-        self.writer = writer if access_log else None
+        self.record = record
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        sent = _header(scope, _REQUEST_ID_HEADER_KEY)
-        request_id = sent if sent and _SANE_REQUEST_ID.fullmatch(sent) else new_request_id()
+        request_id = choose_request_id(_header(scope, _REQUEST_ID_HEADER_KEY))
         scope.setdefault("state", {})["request_id"] = request_id
         id_bytes = request_id.encode("latin-1")
         start = time.perf_counter()
@@ -146,18 +133,56 @@ class RequestContextMiddleware:
                 with contextlib.suppress(OSError):  # the client is gone too: logged above
                     await self.render_error(error, scope["path"])(scope, receive, send_with_id)
         finally:
-            seconds = time.perf_counter() - start
-            method = scope["method"]
-            if disconnected is not None:
-                status = CLIENT_CLOSED_REQUEST
-            self.metrics.request_finished(_route_template(scope), method, status, seconds)
-            if disconnected is None and status < 500 and self.writer is not None:
-                self.writer.request(method, scope["path"], status, seconds, request_id)
-            elif disconnected is not None or self.access_log:
-                _log_request(scope, status, seconds, request_id, disconnected)
+            self.record.finished(
+                scope,
+                _route_template(scope),
+                status,
+                time.perf_counter() - start,
+                request_id,
+                disconnected,
+            )
 
 
-def _log_request(
+def choose_request_id(sent: str | None) -> str:
+    """The client's ``X-Request-ID`` if it sent a sane one, else a new id."""
+    return sent if sent and SANE_REQUEST_ID.fullmatch(sent) else new_request_id()
+
+
+class RequestRecord:
+    """What every finished request leaves: the HTTP metrics and its log line (unless the access
+    log is off; a client that went away is logged whatever the setting)."""
+
+    def __init__(
+        self, metrics: Metrics, *, access_log: bool, writer: AccessLogWriter | None
+    ) -> None:
+        self.metrics = metrics
+        self.access_log = access_log
+        # The lines of requests answered below 500 go through it, off the request path; the
+        # others, and all of them without one, through logging.
+        self.writer = writer if access_log else None
+
+    def finished(
+        self,
+        scope: Scope,
+        route: str,
+        status: int,
+        seconds: float,
+        request_id: str,
+        disconnected: str | None,
+    ) -> None:
+        """Record a request answered with ``status`` after ``seconds`` (``route``: its template,
+        the metrics' label); ``disconnected`` says how its client was lost, if it was."""
+        method = scope["method"]
+        if disconnected is not None:
+            status = CLIENT_CLOSED_REQUEST
+        self.metrics.request_finished(route, method, status, seconds)
+        if disconnected is None and status < 500 and self.writer is not None:
+            self.writer.request(method, scope["path"], status, seconds, request_id)
+        elif disconnected is not None or self.access_log:
+            log_request(scope, status, seconds, request_id, disconnected)
+
+
+def log_request(
     scope: Scope, status: int, seconds: float, request_id: str, disconnected: str | None
 ) -> None:
     """The request's line. For a client that is gone it is logged whatever the access log

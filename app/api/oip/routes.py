@@ -24,7 +24,7 @@ from app.api.common import (
 )
 from app.api.dependencies import Services, ServicesDep
 from app.api.errors import ErrorShape
-from app.api.hot import HotRoute
+from app.api.hot import HotRoute, PredictionRequest, request_header
 from app.api.oip.codec import HEADER_LENGTH, parse_infer_request, render_infer_response, split_body
 from app.api.oip.schemas import (
     INFERENCE_HEADER_PARAMETER,
@@ -44,6 +44,8 @@ ERROR_SHAPE = ErrorShape(prefix=PREFIX, render=render_protocol_error)
 SERVER_NAME = "xor-model-server"
 EXTENSIONS = ("binary_tensor_data",)
 PLATFORM = "tensorflow_savedmodel"
+# As ASGI servers give header names: lower-case bytes.
+_HEADER_LENGTH_KEY = HEADER_LENGTH.lower().encode("latin-1")
 _TF_TO_OIP = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": "INT64"}
 
 
@@ -194,12 +196,14 @@ def _infer_openapi(*names: str) -> dict[str, Any]:
     return {"requestBody": OIP_INFER_BODY, "parameters": parameters}
 
 
-async def handle_infer(request: Request, services: Services) -> Response:
+async def handle_infer(request: PredictionRequest, services: Services) -> Response:
     """One input tensor `inputs` [n, 2] (FP32, FP64, INT32, INT64 or BOOL; 0/1 values)."""
     version: str | None = request.path_params.get("model_version")
     name = request.path_params["model_name"]
     model = resolve_model(services, name, version, _NOT_FOUND, predict=True)
-    header, binary = split_body(await request.body(), request.headers.get(HEADER_LENGTH))
+    header, binary = split_body(
+        await request.body(), request_header(request.scope, _HEADER_LENGTH_KEY)
+    )
     infer_request = parse_infer_request(header, binary, services.settings.max_request_pairs)
     outputs = await services.prediction.predict_async(infer_request.batch, model)
     return render_infer_response(services.settings.model_name, infer_request, outputs)

@@ -11,11 +11,10 @@ from typing import Any
 
 import numpy as np
 import orjson
-from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Scope
 
 from app.api.dependencies import Services
+from app.api.hot import PredictionRequest, query_items, request_header
 from app.api.jsonbody import decode_json
 from app.core.bits import (
     Batch,
@@ -39,18 +38,9 @@ _VERSION = re.compile(r"[0-9]{1,19}")
 _PREDICT_KEYS = ("inputs", "instances")
 
 
-def content_type(scope: Scope) -> str | None:
-    """The request's Content-Type, read from the raw list (a ``Headers`` object lower-cases
-    every name first)."""
-    for key, value in scope["headers"]:
-        if key == b"content-type":
-            return str(value.decode("latin-1"))
-    return None
-
-
-def require_json(request: Request) -> None:
+def require_json(request: PredictionRequest) -> None:
     """415 unless Content-Type is application/json (parameters allowed, charset UTF-8 only)."""
-    raw = content_type(request.scope)
+    raw = request_header(request.scope, b"content-type")
     if raw is None:
         raise UnsupportedMediaType("missing Content-Type; send application/json")
     media_type, *parameters = raw.split(";")
@@ -63,7 +53,7 @@ def require_json(request: Request) -> None:
 
 
 async def read_predict_request(
-    request: Request, max_request_pairs: int
+    request: PredictionRequest, max_request_pairs: int
 ) -> tuple[list[Pair], Batch]:
     """The pairs of a ``/predict`` request, and their batch: body read, parsed and validated."""
     require_json(request)
@@ -154,17 +144,17 @@ def parse_pinning(pairs: list[tuple[str, str]]) -> tuple[int | None, str | None]
     return version, label
 
 
-def pinned_model(request: Request, services: Services) -> LoadedModel:
+def pinned_model(request: PredictionRequest, services: Services) -> LoadedModel:
     """The model a ``/predict`` request goes to: ``?version=N``, ``?label=NAME`` or, naming
     neither, the served one (or the canary, for its share)."""
     query = request.scope.get("query_string", b"")
     if not query:
         return services.prediction.route()
-    version, label = parse_pinning(request.query_params.multi_items())
+    version, label = parse_pinning(query_items(request.scope))
     return services.prediction.route(version=version, label=label)
 
 
-async def handle_predict(request: Request, services: Services) -> Response:
+async def handle_predict(request: PredictionRequest, services: Services) -> Response:
     """Predict the XOR class of one pair (`inputs`) or a batch (`instances`), in one call."""
     pairs, batch = await read_predict_request(request, services.settings.max_request_pairs)
     model = pinned_model(request, services)

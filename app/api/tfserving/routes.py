@@ -24,7 +24,7 @@ from app.api.common import (
 )
 from app.api.dependencies import Services, ServicesDep
 from app.api.errors import ErrorShape
-from app.api.hot import HotRoute
+from app.api.hot import HotRoute, PredictionRequest
 from app.api.jsonbody import decode_json
 from app.api.tfserving.codec import parse_predict_request, render_predictions
 from app.api.tfserving.schemas import (
@@ -107,12 +107,14 @@ def _metadata(name: str, model: LoadedModel) -> dict[str, Any]:
     }
 
 
-def _version_from_path(request: Request) -> str | None:
+def _version_from_path(request: PredictionRequest) -> str | None:
     version: str | None = request.path_params.get("version")
     return version
 
 
-def _model_from_path(request: Request, services: Services, *, predict: bool) -> LoadedModel:
+def _model_from_path(
+    request: PredictionRequest, services: Services, *, predict: bool
+) -> LoadedModel:
     """The model a /v1 URL names: by label, by version, or (neither) the served one."""
     name = request.path_params["model_name"]
     label: str | None = request.path_params.get("label")
@@ -121,7 +123,7 @@ def _model_from_path(request: Request, services: Services, *, predict: bool) -> 
     return resolve_model(services, name, _version_from_path(request), _NOT_FOUND, predict=predict)
 
 
-async def handle_predict(request: Request, services: Services) -> Response:
+async def handle_predict(request: PredictionRequest, services: Services) -> Response:
     """Row (`instances`) or columnar (`inputs`) format; bits as 0/1 or 0.0/1.0."""
     model = _model_from_path(request, services, predict=True)
     document = decode_json(await request.body())

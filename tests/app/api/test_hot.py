@@ -17,13 +17,12 @@ from typing import Any
 import anyio
 import pytest
 from fastapi.testclient import TestClient
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Scope
 
 from app.api.common import render_protocol_error
 from app.api.dependencies import Services
-from app.api.hot import HotRoute, PredictionRoutes, ServiceApp
+from app.api.hot import HotRoute, PredictionRequest, PredictionRoutes, ServiceApp
 from app.api.oip import routes as oip_routes
 from app.api.service import routes as service_routes
 from app.api.service.errors import render_service_error
@@ -244,11 +243,11 @@ def test_prediction_requests_are_logged_and_counted_under_their_route(
     assert 'route="/v1/models/xor/versions/1:predict"' not in metrics
 
 
-async def broken(request: Request, services: Services) -> Response:
+async def broken(request: PredictionRequest, services: Services) -> Response:
     raise RuntimeError("boom: a secret the client must not see")
 
 
-async def refuses(request: Request, services: Services) -> Response:
+async def refuses(request: PredictionRequest, services: Services) -> Response:
     invalid("inputs", "refused by the test")
 
 
