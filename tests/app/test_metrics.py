@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.metrics import INSTANCE_BUCKETS, LATENCY_BUCKETS, Metrics
 from tests.support.versions import publish_copy
 from tests.support.waiting import wait_for
 
@@ -137,3 +140,86 @@ def test_the_poller_s_last_completed_scan(client: TestClient) -> None:
         lambda: (value(client, "xor_model_poll_last_success_timestamp_seconds") or 0) > first,
         what="a later completed scan",
     )
+
+
+def test_the_request_path_metrics_export_as_prometheus_client_types_would() -> None:
+    """The request path counts in plain Python (app.metrics._RequestPathCollector); its
+    families must read exactly as the library's Counter and Histogram would export the same
+    updates (names, HELP, labels, "le" bounds, values), values on bucket bounds included."""
+    metrics = Metrics()
+    registry = CollectorRegistry()
+    requests = Counter(
+        "xor_http_requests",
+        "HTTP requests, by route template, method and status",
+        ["route", "method", "status"],
+        registry=registry,
+    )
+    latency = Histogram(
+        "xor_http_request_duration_seconds",
+        "HTTP request latency, by route template",
+        ["route"],
+        buckets=LATENCY_BUCKETS,
+        registry=registry,
+    )
+    predictions = Counter(
+        "xor_predictions", "Predicted pairs, by predicted class", ["class_id"], registry=registry
+    )
+    instances = Histogram(
+        "xor_prediction_instances",
+        "Pairs per prediction request",
+        buckets=INSTANCE_BUCKETS,
+        registry=registry,
+    )
+    hits = Counter(
+        "xor_response_cache_hits",
+        "Rows answered from the response cache (XOR_RESPONSE_CACHE_ROWS), no model call",
+        registry=registry,
+    )
+    misses = Counter(
+        "xor_response_cache_misses",
+        "Rows the response cache did not know: they waited for the model",
+        registry=registry,
+    )
+    for class_id in ("0", "1"):
+        predictions.labels(class_id)
+    seconds = [*LATENCY_BUCKETS, 0.0, 0.0001, 0.0007, 3.0, 1e9]
+    for i, duration in enumerate(seconds):
+        route, status = ("/predict", 200) if i % 3 else ("/v1/models/{model_name}:predict", 404)
+        metrics.request_finished(route, "POST", status, duration)
+        requests.labels(route, "POST", str(status)).inc()
+        latency.labels(route).observe(duration)
+    for count in [*INSTANCE_BUCKETS, 3, 10_001, 50_000]:
+        metrics.predicted({0: count - count // 2, 1: count // 2}, count)
+        predictions.labels("0").inc(count - count // 2)
+        if count // 2:
+            predictions.labels("1").inc(count // 2)
+        instances.observe(count)
+    metrics.answered_from_cache(1)
+    predictions.labels("1").inc()
+    instances.observe(1)
+    hits.inc()
+    metrics.response_cache_used(hits=7, misses=3)
+    hits.inc(7)
+    misses.inc(3)
+
+    names = {family.name for family in registry.collect()}
+
+    def exported(text: str) -> list[tuple[str, str, str, list[tuple[str, Any, float]]]]:
+        return sorted(
+            (
+                family.name,
+                family.documentation,
+                family.type,
+                sorted(
+                    (sample.name, sorted(sample.labels.items()), sample.value)
+                    for sample in family.samples
+                    if not sample.name.endswith("_created")
+                ),
+            )
+            for family in text_string_to_metric_families(text)
+            if family.name in names
+        )
+
+    expected = exported(generate_latest(registry).decode())
+    assert len(expected) == 6 and sum(len(family[3]) for family in expected) == 49
+    assert exported(metrics.exposition().decode()) == expected
