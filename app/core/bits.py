@@ -217,6 +217,15 @@ def _one_pair_features(pair: Pair) -> npt.NDArray[np.float32]:
 _ONE_PAIR: dict[Pair, npt.NDArray[np.float32]] = {
     (a, b): _one_pair_features((a, b)) for a in (0, 1) for b in (0, 1)
 }
+_ONE_PAIR_BATCH = {pair: Batch(features=features) for pair, features in _ONE_PAIR.items()}
+
+
+def one_pair_batch(pair: Pair) -> Batch:
+    """The batch of one pair of bits (the same object for every request of that pair);
+    KeyError for anything but the four pairs of integer bits."""
+    if type(pair[0]) is not int or type(pair[1]) is not int:
+        raise KeyError(pair)
+    return _ONE_PAIR_BATCH[pair]
 
 
 def pairs_batch(pairs: Sequence[Pair], *, where: str, loc: Locator, max_rows: int) -> Batch:

@@ -9,7 +9,7 @@ is the only caller of the model.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.core.bits import Batch
+from app.core.response_cache import Answer, row_key
 from app.errors import LabelNotFound, ModelUnavailable, VersionNotLoaded
 
 if TYPE_CHECKING:
@@ -157,6 +158,36 @@ class PredictionService:
         missed = found.missed_rows()
         self._cached(len(features) - missed, missed)
         return self._result(batch, model, cache.complete(model, found, computed))
+
+    async def answer_one(
+        self,
+        batch: Batch,
+        model: LoadedModel,
+        form: Hashable,
+        render: Callable[[ModelOutputs], bytes],
+    ) -> bytes:
+        """The response body of a one-row request: ``render`` of the row's outputs (as
+        :meth:`predict_async` gives them), kept beside the row in the response cache under
+        ``form`` (a name for the API's rendering; ``render`` must depend on the outputs only),
+        so that the row's next request under the same form is one lookup. The metrics count
+        it as :meth:`predict_async` does. Without the cache: rendered each time."""
+        cache = self._cache
+        if cache is None:
+            return render(await self.predict_async(batch, model))
+        rows = cache.version(model)
+        key = row_key(batch.features)
+        known = rows.answers.get(key)
+        answer = None if known is None else known.get(form)
+        if answer is not None:
+            if self._metrics is not None:
+                self._metrics.answered_from_cache(answer.class_id)
+            return answer.body
+        outputs = await self.predict_async(batch, model)
+        body = render(outputs)
+        # Kept only if the row is still the cached one these outputs came from.
+        if rows.rows.get(key, {}).get("class_ids") is outputs["class_ids"]:
+            rows.keep_answer(key, form, Answer(body, int(outputs["class_ids"][0, 0])))
+        return body
 
     def predict(self, batch: Batch, model: LoadedModel | None = None) -> ModelOutputs:
         """All five outputs for ``batch``, in order, from the response cache and at most one

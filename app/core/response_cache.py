@@ -12,15 +12,20 @@ answer that row again without calling the model (Triton's ``response_cache`` is 
   four distinct rows exist today; the bound is for a model with a wider input.
 - A batch is answered from the cache for its known rows; its unknown rows, each once, go to
   the model in one call, and are kept.
+- Beside a row, the response bodies APIs rendered from it for one-row requests (most
+  requests): a known single-pair request is answered with a dictionary lookup, without
+  rendering it again (:meth:`PredictionService.answer_one
+  <app.core.prediction.PredictionService.answer_one>`).
 
 The caller counts hits and misses (per row) in its metrics.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,22 +40,56 @@ Outputs = Mapping[str, npt.NDArray[Any]]
 RowOutputs = dict[str, npt.NDArray[Any]]
 
 
-class VersionCache:
-    """One version's rows: the 8-byte key of a row -> its outputs."""
+# How many renderings of one row an API may keep (see VersionCache.answers): a handful of
+# forms exist (each API's plain answer, the /v2 output selections clients use).
+MAX_ANSWERS_PER_ROW = 16
 
-    __slots__ = ("max_rows", "rows")
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A one-row request's response body as an API rendered it from the row's cached outputs,
+    and the row's class (what the metrics count for it)."""
+
+    body: bytes
+    class_id: int
+
+
+class VersionCache:
+    """One version's rows: the 8-byte key of a row -> its outputs, and beside a row the
+    answers APIs rendered from those outputs for one-row requests (``answers``: key -> form ->
+    :class:`Answer`, where a form names an API's rendering). An answer lives and dies with its
+    row: rendering the same read-only outputs again would give the same bytes."""
+
+    __slots__ = ("answers", "max_rows", "rows")
 
     def __init__(self, max_rows: int) -> None:
         self.max_rows = max_rows
         self.rows: dict[int, RowOutputs] = {}
+        self.answers: dict[int, dict[Hashable, Answer]] = {}
 
     def keep(self, key: int, outputs: RowOutputs) -> None:
         rows = self.rows
         if key in rows:
             return
         if len(rows) >= self.max_rows:
-            del rows[next(iter(rows))]  # the oldest (dicts keep insertion order)
+            oldest = next(iter(rows))  # dicts keep insertion order
+            del rows[oldest]
+            self.answers.pop(oldest, None)
         rows[key] = outputs
+
+    def keep_answer(self, key: int, form: Hashable, answer: Answer) -> None:
+        """Keep ``answer`` beside row ``key`` (only while the row is kept)."""
+        if key not in self.rows:
+            return
+        forms = self.answers.setdefault(key, {})
+        if form not in forms and len(forms) >= MAX_ANSWERS_PER_ROW:
+            del forms[next(iter(forms))]
+        forms[form] = answer
+
+
+def row_key(features: npt.NDArray[np.float32]) -> int:
+    """The key of a one-row batch's row (as :func:`row_keys` gives it)."""
+    return int.from_bytes(features.astype(np.float32, copy=False).tobytes(), sys.byteorder)
 
 
 def row_keys(features: npt.NDArray[np.float32]) -> npt.NDArray[np.uint64]:

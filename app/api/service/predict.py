@@ -20,6 +20,7 @@ from app.core.bits import (
     Batch,
     Pair,
     describe_json_type,
+    one_pair_batch,
     pairs_batch,
     raise_details,
     validate_pair,
@@ -57,7 +58,12 @@ async def read_predict_request(
 ) -> tuple[list[Pair], Batch]:
     """The pairs of a ``/predict`` request, and their batch: body read, parsed and validated."""
     require_json(request)
-    document = decode_json(await request.body())
+    return parse_predict_body(await request.body(), max_request_pairs)
+
+
+def parse_predict_body(body: bytes, max_request_pairs: int) -> tuple[list[Pair], Batch]:
+    """The pairs of a ``/predict`` body, and their batch: parsed and validated."""
+    document = decode_json(body)
     pairs, single = parse_predict_request(document, max_request_pairs)
     if single:
         batch = pairs_batch(pairs, where="inputs", loc=lambda _, j: f"inputs[{j}]", max_rows=1)
@@ -154,9 +160,34 @@ def pinned_model(request: PredictionRequest, services: Services) -> LoadedModel:
     return services.prediction.route(version=version, label=label)
 
 
+# The most common body exactly: one pair of integer bits, JSON whitespace allowed. A body it
+# matches parses to {"inputs": [a, b]} with a and b 0 or 1, nothing else; every other body is
+# parsed in full.
+ONE_PAIR_BODY = re.compile(
+    rb'[ \t\n\r]*\{[ \t\n\r]*"inputs"[ \t\n\r]*:[ \t\n\r]*\[[ \t\n\r]*([01])[ \t\n\r]*,'
+    rb"[ \t\n\r]*([01])[ \t\n\r]*\][ \t\n\r]*\}[ \t\n\r]*"
+)
+_BIT = {b"0": 0, b"1": 1}
+# The response cache's name for /predict's rendering of a one-pair answer.
+ONE_PAIR_FORM = "predict"
+
+
 async def handle_predict(request: PredictionRequest, services: Services) -> Response:
     """Predict the XOR class of one pair (`inputs`) or a batch (`instances`), in one call."""
-    pairs, batch = await read_predict_request(request, services.settings.max_request_pairs)
+    require_json(request)
+    body = await request.body()
+    one = ONE_PAIR_BODY.fullmatch(body)
+    if one is not None:
+        pair = (_BIT[one[1]], _BIT[one[2]])
+        batch = one_pair_batch(pair)
+        model = pinned_model(request, services)
+
+        def render(outputs: ModelOutputs) -> bytes:
+            return render_predict_response([pair], batch, outputs)
+
+        answer = await services.prediction.answer_one(batch, model, ONE_PAIR_FORM, render)
+        return Response(answer, media_type="application/json")
+    pairs, batch = parse_predict_body(body, services.settings.max_request_pairs)
     model = pinned_model(request, services)
     outputs = await services.prediction.predict_async(batch, model)
     return Response(render_predict_response(pairs, batch, outputs), media_type="application/json")

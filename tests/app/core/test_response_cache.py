@@ -12,9 +12,15 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from app.core.bits import Batch, pairs_batch
-from app.core.prediction import OUTPUT_NAMES, Outputs, PredictionService
-from app.core.response_cache import ResponseCache, row_keys
+from app.core.bits import Batch, one_pair_batch, pairs_batch
+from app.core.prediction import OUTPUT_NAMES, ModelOutputs, Outputs, PredictionService
+from app.core.response_cache import (
+    MAX_ANSWERS_PER_ROW,
+    Answer,
+    ResponseCache,
+    row_key,
+    row_keys,
+)
 from app.lifecycle.loading import LoadedModel
 from app.lifecycle.store import ModelStore
 from app.metrics import Metrics
@@ -178,3 +184,122 @@ def test_a_new_version_answers_from_its_own_cache(model_dir: Path, trained_versi
     assert calls == [1, 2]
     gc.collect()
     assert len(cache) == 1  # version 1 was unloaded (keep=1): its cache went with it
+
+
+def test_an_answer_lives_beside_its_row_and_goes_with_it() -> None:
+    cache, version = ResponseCache(2), Version()
+    rows = cache.version(version)  # type: ignore[arg-type]
+    first, second, third = (row_key(np.array([pair], dtype=np.float32)) for pair in PAIRS[:3])
+    rows.keep_answer(first, "form", Answer(b"early", 1))
+    assert rows.answers == {}  # no row, no answer
+    for pair in PAIRS[:2]:
+        through(cache, version, np.array([pair], dtype=np.float32))
+    rows.keep_answer(first, "form", Answer(b"a", 0))
+    rows.keep_answer(second, "form", Answer(b"b", 1))
+    assert rows.answers[first]["form"] == Answer(b"a", 0)
+    through(cache, version, np.array([PAIRS[2]], dtype=np.float32))  # evicts the first row
+    assert first not in rows.rows and first not in rows.answers
+    assert rows.answers[second]["form"].body == b"b" and third not in rows.answers
+
+
+def test_a_row_keeps_a_bounded_number_of_answer_forms() -> None:
+    cache, version = ResponseCache(4), Version()
+    through(cache, version, np.array([[0, 1]], dtype=np.float32))
+    rows = cache.version(version)  # type: ignore[arg-type]
+    key = row_key(np.array([[0, 1]], dtype=np.float32))
+    for form in range(MAX_ANSWERS_PER_ROW + 5):
+        rows.keep_answer(key, form, Answer(str(form).encode(), 1))
+    assert len(rows.answers[key]) == MAX_ANSWERS_PER_ROW
+    assert list(rows.answers[key]) == list(range(5, MAX_ANSWERS_PER_ROW + 5))  # oldest out
+    assert row_key(np.array([[0, 1]], dtype=np.float32)) == int(
+        row_keys(np.array([[0, 1]], dtype=np.float32))[0]
+    )
+
+
+def answer_once(
+    service: PredictionService, pair: tuple[int, int], renders: list[int], form: str = "f"
+) -> bytes:
+    async def run() -> bytes:
+        def render(outputs: ModelOutputs) -> bytes:
+            renders.append(1)
+            return f"{outputs.model_version}:{outputs['probabilities'].tobytes().hex()}".encode()
+
+        model = service.model()
+        return await service.answer_one(one_pair_batch(pair), model, form, render)
+
+    return anyio.run(run)
+
+
+def test_a_one_row_answer_is_rendered_once_per_row_and_form(trained_model_dir: Path) -> None:
+    store = ModelStore(trained_model_dir)
+    store.refresh()
+    metrics = Metrics()
+    service = PredictionService(store, metrics=metrics, response_cache=ResponseCache(1024))
+    renders: list[int] = []
+    bodies = [answer_once(service, pair, renders) for pair in PAIRS * 5]
+    assert len(renders) == 4  # each pair rendered once, then answered from the cache
+    assert bodies[:4] == bodies[4:8] == bodies[16:]
+    # What it renders is the cached row's outputs: the same as predict_async gives.
+    for pair, body in zip(PAIRS, bodies, strict=False):
+        outputs = answers(service, [pair])
+        assert body.endswith(outputs["probabilities"].tobytes().hex().encode())
+    answer_once(service, (0, 1), renders, form="other")
+    assert len(renders) == 5  # another form is another rendering
+    text = metrics.exposition().decode()
+    # Counted as predict_async counts: 20 + 4 + 1 rows, 4 misses, one instance each.
+    assert "xor_response_cache_misses_total 4.0" in text
+    assert "xor_response_cache_hits_total 21.0" in text
+    assert "xor_prediction_instances_count 25.0" in text
+    # (0, 1) and (1, 0) are class 1: five times each, once more each through predict_async,
+    # and (0, 1) once more in the other form.
+    ones = 2 * 5 + 2 + 1
+    assert f'xor_predictions_total{{class_id="1"}} {float(ones)}' in text
+
+
+def test_without_the_cache_a_one_row_answer_is_rendered_each_time(
+    trained_model_dir: Path,
+) -> None:
+    store = ModelStore(trained_model_dir)
+    store.refresh()
+    service = PredictionService(store)
+    renders: list[int] = []
+    assert answer_once(service, (1, 0), renders) == answer_once(service, (1, 0), renders)
+    assert len(renders) == 2
+
+
+def test_an_answer_from_outputs_the_cache_did_not_keep_is_not_kept(
+    trained_model_dir: Path,
+) -> None:
+    """Two requests of one unknown row both computed it: the cache keeps the first one's
+    outputs, so an answer rendered from the second's may not stand for the row."""
+    store = ModelStore(trained_model_dir)
+    store.refresh()
+    cache = ResponseCache(1024)
+    service = PredictionService(store, response_cache=cache)
+    model = service.model()
+    key = row_key(one_pair_batch((0, 1)).features)
+
+    async def run() -> None:
+        outputs = await service.predict_async(one_pair_batch((0, 1)), model)
+        cached = cache.version(model).rows[key]
+        cache.version(model).rows[key] = {name: value.copy() for name, value in cached.items()}
+        assert outputs["class_ids"] is not cache.version(model).rows[key]["class_ids"]
+
+    anyio.run(run)
+    # The row is cached (not by these arrays), so a fresh answer renders from the cached row.
+    renders: list[int] = []
+    answer_once(service, (0, 1), renders)
+    assert key in cache.version(model).answers
+    cache.version(model).answers.clear()
+
+    real_predict = service.predict_async
+
+    async def other_outputs(batch: Batch, model: LoadedModel | None = None) -> ModelOutputs:
+        result = await real_predict(batch, model)
+        return ModelOutputs(
+            result.model_version, {name: value.copy() for name, value in result.tensors.items()}
+        )
+
+    service.predict_async = other_outputs  # type: ignore[method-assign]
+    answer_once(service, (0, 1), renders)
+    assert key not in cache.version(model).answers
