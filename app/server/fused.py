@@ -109,18 +109,25 @@ class FusedPredictionPath:
             await self.chain(scope, _replaying(message, receive), send)
             return
         try:
-            await self._answer(scope, message.get("body", b""), send, start, sent_id)
+            await self._answer(scope, message.get("body", b""), receive, send, start, sent_id)
         finally:
             limit.in_flight -= 1
 
     async def _answer(
-        self, scope: Scope, body: bytes, send: Send, start: float, sent_id: bytes | None
+        self,
+        scope: Scope,
+        body: bytes,
+        receive: Receive,
+        send: Send,
+        start: float,
+        sent_id: bytes | None,
     ) -> None:
         """Answer a request whose body has been read; metrics and log line included."""
         request_id = choose_request_id(None if sent_id is None else sent_id.decode("latin-1"))
         scope.setdefault("state", {})["request_id"] = request_id
         route: HotRoute = scope["route"]
         status = 500
+        failed = False  # the handler raised: the 500's delivery is not the client's doing
         disconnected: str | None = None
         try:
             try:
@@ -130,39 +137,62 @@ class FusedPredictionPath:
             except ApiError as exc:
                 response = route.render_error(exc)
             except Exception:
-                log.exception(
-                    "unhandled error", extra={"event": "unhandled_error", "request_id": request_id}
-                )
+                failed = True
+                self._unhandled(request_id)
                 response = self.render_error(
                     InternalError(f"internal error; see the server log for request {request_id}"),
                     scope["path"],
                 )
             status = response.status_code
+            id_header = (_REQUEST_ID, request_id.encode("latin-1"))
             try:
-                await self._send(response, request_id, scope, send)
+                if response.background is None and type(response).__call__ is Response.__call__:
+                    # A plain Response's two messages, as its __call__ would send them.
+                    start_message = {
+                        "type": "http.response.start",
+                        "status": status,
+                        "headers": [*response.raw_headers, id_header],
+                    }
+                    await send(start_message)
+                    await send({"type": "http.response.body", "body": response.body})
+                else:
+                    status = await self._send_other(response, id_header, scope, receive, send)
             except OSError:  # as ASGI 2.4 servers (and ours) raise on a closed connection
-                disconnected = "before the response was delivered"
+                if not failed:
+                    disconnected = "before the response was delivered"
+            except Exception:
+                if not failed:
+                    self._unhandled(request_id)
+                raise  # the response started: too late for a clean error, the server drops it
         finally:
             seconds = time.perf_counter() - start
             self.record.finished(scope, route.path, status, seconds, request_id, disconnected)
 
     @staticmethod
-    async def _send(response: Response, request_id: str, scope: Scope, send: Send) -> None:
-        headers = [*response.raw_headers, (_REQUEST_ID, request_id.encode("latin-1"))]
-        if response.background is None and type(response).__call__ is Response.__call__:
-            # A plain Response's two messages, as its __call__ would send them.
-            await send(
-                {"type": "http.response.start", "status": response.status_code, "headers": headers}
-            )
-            await send({"type": "http.response.body", "body": response.body})
-            return
+    def _unhandled(request_id: str) -> None:
+        log.exception(
+            "unhandled error", extra={"event": "unhandled_error", "request_id": request_id}
+        )
+
+    @staticmethod
+    async def _send_other(
+        response: Response,
+        id_header: tuple[bytes, bytes],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> int:
+        """Send a response that is not a plain one (streaming, a file, background tasks) as it
+        sends itself, with ``X-Request-ID``; ``receive`` is the server's (the body has been
+        read: a streaming response may listen on it for the client leaving). Its status."""
+        status = response.status_code
 
         async def with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                message["headers"] = headers
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
-        async def no_body() -> Message:  # read already; a response has no reason to ask
-            return {"type": "http.disconnect"}
-
-        await response(scope, no_body, with_id)
+        await response(scope, receive, with_id)
+        return status
