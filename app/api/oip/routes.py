@@ -25,7 +25,14 @@ from app.api.common import (
 from app.api.dependencies import Services, ServicesDep
 from app.api.errors import ErrorShape
 from app.api.hot import HotRoute, PredictionRequest, request_header
-from app.api.oip.codec import HEADER_LENGTH, parse_infer_request, render_infer_response, split_body
+from app.api.jsonbody import ExactForm
+from app.api.oip.codec import (
+    HEADER_LENGTH,
+    InferRequest,
+    parse_infer_request,
+    render_infer_response,
+    split_body,
+)
 from app.api.oip.schemas import (
     INFERENCE_HEADER_PARAMETER,
     OIP_INFER_BODY,
@@ -33,7 +40,8 @@ from app.api.oip.schemas import (
     ModelMetadata,
     ServerMetadata,
 )
-from app.core.prediction import OUTPUT_NAMES
+from app.core.bits import one_pair_batch
+from app.core.prediction import OUTPUT_NAMES, ModelOutputs
 from app.errors import NotFound
 from app.lifecycle.loading import LoadedModel
 
@@ -196,11 +204,33 @@ def _infer_openapi(*names: str) -> dict[str, Any]:
     return {"requestBody": OIP_INFER_BODY, "parameters": parameters}
 
 
+# The most common body, one pair in a numeric tensor in the order protocol clients write its
+# fields, read without the full parse (app.api.jsonbody.ExactForm): it asks for every output
+# as JSON, so its answer is kept beside the cached row (per model name).
+ONE_PAIR_BODY = ExactForm(
+    '{"inputs": [{"name": "inputs", "shape": [1, 2], "datatype": DATATYPE, "data": [BIT, BIT]}]}',
+    {"DATATYPE": ('"FP32"', '"FP64"', '"INT32"', '"INT64"')},
+)
+_ALL_AS_JSON = [(output, False) for output in OUTPUT_NAMES]
+
+
 async def handle_infer(request: PredictionRequest, services: Services) -> Response:
     """One input tensor `inputs` [n, 2] (FP32, FP64, INT32, INT64 or BOOL; 0/1 values)."""
     version: str | None = request.path_params.get("model_version")
     name = request.path_params["model_name"]
     model = resolve_model(services, name, version, _NOT_FOUND, predict=True)
+    if request_header(request.scope, _HEADER_LENGTH_KEY) is None:
+        pair = ONE_PAIR_BODY.bits(await request.body())
+        if pair is not None:
+            infer_request = InferRequest(None, one_pair_batch(pair), _ALL_AS_JSON)
+
+            def render(outputs: ModelOutputs) -> bytes:
+                return bytes(render_infer_response(name, infer_request, outputs).body)
+
+            answer = await services.prediction.answer_one(
+                infer_request.batch, model, ("oip", name), render
+            )
+            return Response(answer, media_type="application/json")
     header, binary = split_body(
         await request.body(), request_header(request.scope, _HEADER_LENGTH_KEY)
     )

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from app.api.dependencies import Services
 from app.api.hot import PredictionRequest, query_items, request_header
-from app.api.jsonbody import decode_json
+from app.api.jsonbody import ExactForm, decode_json
 from app.core.bits import (
     Batch,
     Pair,
@@ -160,14 +160,8 @@ def pinned_model(request: PredictionRequest, services: Services) -> LoadedModel:
     return services.prediction.route(version=version, label=label)
 
 
-# The most common body exactly: one pair of integer bits, JSON whitespace allowed. A body it
-# matches parses to {"inputs": [a, b]} with a and b 0 or 1, nothing else; every other body is
-# parsed in full.
-ONE_PAIR_BODY = re.compile(
-    rb'[ \t\n\r]*\{[ \t\n\r]*"inputs"[ \t\n\r]*:[ \t\n\r]*\[[ \t\n\r]*([01])[ \t\n\r]*,'
-    rb"[ \t\n\r]*([01])[ \t\n\r]*\][ \t\n\r]*\}[ \t\n\r]*"
-)
-_BIT = {b"0": 0, b"1": 1}
+# The most common body, read without the full parse (app.api.jsonbody.ExactForm).
+ONE_PAIR_BODY = ExactForm('{"inputs": [BIT, BIT]}')
 # The response cache's name for /predict's rendering of a one-pair answer.
 ONE_PAIR_FORM = "predict"
 
@@ -176,9 +170,8 @@ async def handle_predict(request: PredictionRequest, services: Services) -> Resp
     """Predict the XOR class of one pair (`inputs`) or a batch (`instances`), in one call."""
     require_json(request)
     body = await request.body()
-    one = ONE_PAIR_BODY.fullmatch(body)
-    if one is not None:
-        pair = (_BIT[one[1]], _BIT[one[2]])
+    pair = ONE_PAIR_BODY.bits(body)
+    if pair is not None:
         batch = one_pair_batch(pair)
         model = pinned_model(request, services)
 

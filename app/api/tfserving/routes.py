@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 from tensorflow.core.framework import types_pb2
@@ -25,7 +26,7 @@ from app.api.common import (
 from app.api.dependencies import Services, ServicesDep
 from app.api.errors import ErrorShape
 from app.api.hot import HotRoute, PredictionRequest
-from app.api.jsonbody import decode_json
+from app.api.jsonbody import ExactForm, decode_json
 from app.api.tfserving.codec import parse_predict_request, render_predictions
 from app.api.tfserving.schemas import (
     TFSERVING_PREDICT_BODY,
@@ -34,6 +35,8 @@ from app.api.tfserving.schemas import (
     TFServingModelStatus,
     TFServingRowPredictions,
 )
+from app.core.bits import one_pair_batch
+from app.core.prediction import ModelOutputs
 from app.errors import NotFound
 from app.lifecycle.loading import LoadedModel
 from app.lifecycle.signature import SIGNATURE_KEY
@@ -123,10 +126,28 @@ def _model_from_path(
     return resolve_model(services, name, _version_from_path(request), _NOT_FOUND, predict=predict)
 
 
+# The most common body, one row of integer bits, read without the full parse
+# (app.api.jsonbody.ExactForm); its answer is kept beside the cached row under ONE_ROW_FORM.
+ONE_ROW_BODY = ExactForm('{"instances": [[BIT, BIT]]}')
+ONE_ROW_FORM = "tfserving-row"
+
+
+def _render_row_format(outputs: ModelOutputs) -> bytes:
+    return orjson.dumps(render_predictions(outputs, True))
+
+
 async def handle_predict(request: PredictionRequest, services: Services) -> Response:
     """Row (`instances`) or columnar (`inputs`) format; bits as 0/1 or 0.0/1.0."""
     model = _model_from_path(request, services, predict=True)
-    document = decode_json(await request.body())
+    body = await request.body()
+    pair = ONE_ROW_BODY.bits(body)
+    if pair is not None:
+        batch = one_pair_batch(pair)
+        answer = await services.prediction.answer_one(
+            batch, model, ONE_ROW_FORM, _render_row_format
+        )
+        return Response(answer, media_type="application/json")
+    document = decode_json(body)
     batch, row_format = parse_predict_request(document, services.settings.max_request_pairs)
     outputs = await services.prediction.predict_async(batch, model)
     return json_response(render_predictions(outputs, row_format))

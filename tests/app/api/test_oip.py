@@ -329,3 +329,26 @@ def test_no_model(client: TestClient) -> None:
 def test_body_limit_is_413_in_the_protocols_shape(trained_model_dir: Path) -> None:
     with serving_client(trained_model_dir, max_body_bytes=100) as client:
         assert_protocol_error(client.post("/v2/models/xor/infer", content=b"x" * 101), 413)
+
+
+@pytest.mark.parametrize("datatype", ["FP32", "FP64", "INT32", "INT64"])
+def test_the_one_pair_answer_is_the_full_parse_answer(
+    served_client: TestClient, datatype: str
+) -> None:
+    """The common one-pair body read without the full parse (answered from the cached row's
+    kept answer after the first time), the same document with a key escaped (full parse), and
+    with its fields in another order: the same bytes."""
+    tensor = f'"name": "inputs", "shape": [1, 2], "datatype": "{datatype}", "data": [1, 0]'
+    bodies = [
+        f'{{"inputs": [{{{tensor}}}]}}',
+        f'{{"\\u0069nputs": [{{{tensor}}}]}}',
+        f'{{"inputs": [{{"data": [1, 0], "datatype": "{datatype}", "shape": [1, 2], '
+        '"name": "inputs"}]}',
+    ]
+    answers = [
+        served_client.post("/v2/models/xor/infer", content=body.encode()) for body in bodies * 2
+    ]
+    assert {response.status_code for response in answers} == {200}
+    assert len({response.content for response in answers}) == 1
+    outputs = {output["name"]: output for output in answers[0].json()["outputs"]}
+    assert outputs["class_ids"]["data"] == [1]

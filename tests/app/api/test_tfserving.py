@@ -235,3 +235,24 @@ def test_versions_window_with_pins(
     assert [status["version"] for status in listed] == ["3", "2"]
     response = client.post("/v1/models/xor/versions/1:predict", content=b'{"inputs": [[0, 1]]}')
     assert "version 1 is not loaded" in assert_protocol_error(response, 404)
+
+
+@pytest.mark.parametrize("pair", [(0, 0), (0, 1), (1, 0), (1, 1)])
+def test_the_one_row_answer_is_the_full_parse_answer(
+    served_client: TestClient, pair: tuple[int, int]
+) -> None:
+    """The one-row body read without the full parse (and answered from the cached row's kept
+    answer after the first time) and the same document with its key escaped (full parse):
+    the same bytes, the same as a float spelling of the bits."""
+    a, b = pair
+    bodies = [
+        f'{{"instances": [[{a}, {b}]]}}',
+        f'{{"\\u0069nstances": [[{a}, {b}]]}}',
+        f'{{"instances": [[{a}.0, {b}.0]]}}',
+    ]
+    answers = [
+        served_client.post("/v1/models/xor:predict", content=body.encode()) for body in bodies * 2
+    ]
+    assert {response.status_code for response in answers} == {200}
+    assert len({response.content for response in answers}) == 1
+    assert answers[0].json()["predictions"][0]["class_ids"] == [a ^ b]
