@@ -223,3 +223,33 @@ def test_a_body_cut_off_by_the_read_deadline_tells_the_app_why(
     reason = app.states["/slow"][DISCONNECT_REASON]
     assert "did not arrive within 0.01 s" in reason and "XOR_REQUEST_TIMEOUT_SECONDS" in reason
     assert transport.written == b""
+
+
+def test_each_request_on_a_kept_alive_connection_gets_the_whole_read_deadline(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """The deadline's one timer per connection was armed by the first request: requests that
+    come later are still given the whole deadline from their own first byte, and one that
+    stalls is refused once it has passed, not before."""
+    app = PathApp()
+    protocol, transport = connect(loop, app, read_timeout=0.3)
+    for index in range(4):  # 0.4 s of complete requests, past the first request's deadline
+        protocol.data_received(get(f"/{index}"))
+        loop.run_until_complete(asyncio.sleep(0.1))
+    assert not transport.closing
+    started = loop.time()
+    protocol.data_received(b"GET /stalled HTTP/1.1\r\nhost")
+    run_until_closed(loop, transport)
+    waited = loop.time() - started
+    assert 0.25 <= waited <= 1.0, waited
+    assert [status for status, _ in responses(bytes(transport.written))] == [200] * 4 + [408]
+
+
+def test_a_connection_lost_leaves_no_deadline_timer(loop: asyncio.AbstractEventLoop) -> None:
+    app = PathApp()
+    protocol, transport = connect(loop, app, read_timeout=0.05)
+    protocol.data_received(b"GET /half HTTP/1.1\r\nhost")
+    transport.lose()
+    loop.run_until_complete(asyncio.sleep(0.1))  # the deadline would have passed
+    assert transport.written == b""
+    assert protocol._timer is None  # type: ignore[attr-defined]
