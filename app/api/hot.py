@@ -110,11 +110,22 @@ class PredictionRoutes:
     def __init__(self, routes: Sequence[HotRoute], services: Services) -> None:
         self.routes = tuple(routes)
         self.services = services
+        # The routes without parameters that no route before them would take, by path: found
+        # without trying the patterns in turn (the same answer as trying them).
+        self._literal: dict[str, HotRoute] = {}
+        for index, route in enumerate(self.routes):
+            path = route.path
+            shadowed = any(before.regex.match(path) for before in self.routes[:index])
+            if not _PARAMETER.search(path) and not shadowed:
+                self._literal.setdefault(path, route)
 
     def route_for(self, method: str, path: str) -> tuple[HotRoute, dict[str, str]] | None:
         """The route that answers ``method path``, with its path parameters, if any."""
         if method != "POST":
             return None
+        literal = self._literal.get(path)
+        if literal is not None:
+            return literal, {}
         for route in self.routes:
             match = route.regex.match(path)
             if match is not None:

@@ -42,6 +42,8 @@ _PREDICT_KEYS = ("inputs", "instances")
 def require_json(request: PredictionRequest) -> None:
     """415 unless Content-Type is application/json (parameters allowed, charset UTF-8 only)."""
     raw = request_header(request.scope, b"content-type")
+    if raw == "application/json":  # as nearly every client sends it
+        return
     if raw is None:
         raise UnsupportedMediaType("missing Content-Type; send application/json")
     media_type, *parameters = raw.split(";")

@@ -272,3 +272,25 @@ def test_errors_of_a_hot_handler(trained_model_dir: Path, caplog: pytest.LogCapt
     assert logged.exc_info is not None and "boom" in str(logged.exc_info[1])
     # 422 in the service's shape by the path; the route's renderer says 400, the protocols' way.
     assert assert_protocol_error(refused, 400) == "inputs: refused by the test"
+
+
+def test_a_literal_route_is_found_as_the_patterns_in_order_would_find_it(
+    plain_app: ServiceApp,
+) -> None:
+    """Literal paths are looked up directly, unless a route declared before them would take
+    them: then that one answers, as trying the patterns in turn does."""
+    services: Services = plain_app.state.services
+    routes = PredictionRoutes(
+        [
+            HotRoute("/a/{name}", broken, render_service_error),
+            HotRoute("/a/b", refuses, render_service_error),
+            HotRoute("/c", refuses, render_service_error),
+            HotRoute("/c", broken, render_service_error),
+        ],
+        services,
+    )
+    found = routes.route_for("POST", "/a/b")
+    assert found is not None and found[0].path == "/a/{name}" and found[1] == {"name": "b"}
+    found = routes.route_for("POST", "/c")
+    assert found is not None and found[0].handler is refuses and found[1] == {}
+    assert routes.route_for("POST", "/a") is None
