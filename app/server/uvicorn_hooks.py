@@ -169,6 +169,12 @@ def guarded_httptools(read_timeout: float, max_header_bytes: int) -> type[HttpTo
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
+            for cycle in self._cycles:
+                if cycle.response_complete:
+                    # The reporting send refers to its cycle: dropped here, the cycle is freed
+                    # by its reference count, not left to the garbage collector (which then
+                    # stopped the loop for ~1.5 ms every ~50 ms at 32 connections).
+                    cycle.__dict__.pop("send", None)
             answer = self._last_answer
             if answer is not None and not self._answers_owed() and not self.transport.is_closing():
                 self._last_answer = None

@@ -10,7 +10,9 @@ them. The app answers each request with its path, once the test lets it (``gates
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -253,3 +255,26 @@ def test_a_connection_lost_leaves_no_deadline_timer(loop: asyncio.AbstractEventL
     loop.run_until_complete(asyncio.sleep(0.1))  # the deadline would have passed
     assert transport.written == b""
     assert protocol._timer is None  # type: ignore[attr-defined]
+
+
+def test_an_answered_request_is_freed_without_the_garbage_collector(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """The send that reports undeliverable responses refers to its request; once answered,
+    the request must not stay in a reference cycle: freed by reference counting, it leaves the
+    collector nothing to do (cyclic garbage per request made a 1.5 ms collection every ~50 ms
+    at 32 connections)."""
+    app = PathApp()
+    protocol, transport = connect(loop, app)
+    gc.collect()
+    gc.disable()
+    try:
+        protocol.data_received(get("/first"))
+        loop.run_until_complete(asyncio.sleep(0.01))
+        first = weakref.ref(protocol.cycle)  # type: ignore[attr-defined]
+        protocol.data_received(get("/second"))  # the protocol moves on to the next request
+        loop.run_until_complete(asyncio.sleep(0.01))
+        assert [status for status, _ in responses(bytes(transport.written))] == [200, 200]
+        assert first() is None
+    finally:
+        gc.enable()
