@@ -271,7 +271,7 @@ def test_an_answered_request_is_freed_without_the_garbage_collector(
     try:
         protocol.data_received(get("/first"))
         loop.run_until_complete(asyncio.sleep(0.01))
-        first = weakref.ref(protocol.cycle)  # type: ignore[attr-defined]
+        first = weakref.ref(protocol.cycle)
         protocol.data_received(get("/second"))  # the protocol moves on to the next request
         loop.run_until_complete(asyncio.sleep(0.01))
         assert [status for status, _ in responses(bytes(transport.written))] == [200, 200]
