@@ -3,7 +3,8 @@
 Independent of HTTP and shared by every API: each turns its wire format into a
 :class:`~app.core.bits.Batch`, :meth:`PredictionService.predict_async` runs it and returns all
 five signature outputs, which each API renders in its own format. :class:`PredictionService`
-is the only caller of the model.
+is the only caller of the model on the request path (the loader runs the model too, before a
+version serves: its warm-up, golden set and the model page's decision surface).
 """
 
 from __future__ import annotations

@@ -223,3 +223,12 @@ def test_the_request_path_metrics_export_as_prometheus_client_types_would() -> N
     expected = exported(generate_latest(registry).decode())
     assert len(expected) == 6 and sum(len(family[3]) for family in expected) == 49
     assert exported(metrics.exposition().decode()) == expected
+
+
+@pytest.mark.parametrize("accept", ["application/json", "text/plain", ""])
+def test_both_variants_say_they_vary_by_accept(served_client: TestClient, accept: str) -> None:
+    response = served_client.get("/metrics", headers={"Accept": accept} if accept else {})
+    assert response.status_code == 200
+    assert response.headers["vary"] == "Accept"
+    expected = "application/json" if accept == "application/json" else "text/plain"
+    assert response.headers["content-type"].startswith(expected)

@@ -161,6 +161,13 @@ def _prefers_html(request: Request) -> bool:
     return html > 0 and html > json
 
 
+def _varies_by_accept(response: Response) -> Response:
+    """``response``, saying that its representation depends on the request's Accept: a shared
+    cache must not hand one client's variant (JSON, HTML, Prometheus text) to another."""
+    response.headers["Vary"] = "Accept"
+    return response
+
+
 def _wants_json(request: Request) -> bool:
     accept = request.headers.get("accept", "")
     return any(
@@ -186,14 +193,16 @@ async def metrics(request: Request, services: ServicesDep) -> Response:
     """Prometheus text, or with `Accept: application/json` the served version's evaluation."""
     if not _wants_json(request):
         exposition = await run_in_threadpool(services.metrics.exposition)
-        return Response(exposition, media_type=PROMETHEUS_CONTENT_TYPE)
+        return _varies_by_accept(Response(exposition, media_type=PROMETHEUS_CONTENT_TYPE))
     model = services.prediction.model()
-    return json_response(
-        {
-            "model_version": model.version,
-            "evaluated_at": model.evaluation.get("evaluated_at"),
-            "evaluation": model.metrics,
-        }
+    return _varies_by_accept(
+        json_response(
+            {
+                "model_version": model.version,
+                "evaluated_at": model.evaluation.get("evaluated_at"),
+                "evaluation": model.metrics,
+            }
+        )
     )
 
 
@@ -218,15 +227,18 @@ async def model_info(request: Request, services: ServicesDep) -> Response:
     if _prefers_html(request):
         root = str(request.scope.get("root_path", "")).rstrip("/")
         loaded = sorted(services.store.loaded, key=lambda other: -other.version)
-        return render_page(model, loaded, labels_summary(services), predict_url=f"{root}/predict")
-    return json_response(
-        {
-            "model_version": model.version,
-            "path": str(model.path),
-            "loaded_at": model.loaded_at_text,
-            "load_seconds": round(model.load_seconds, 6),
-            "signature": dataclasses.asdict(model.signature_info),
-            "evaluation": model.evaluation,
-            **labels_summary(services),
-        }
+        page = render_page(model, loaded, labels_summary(services), predict_url=f"{root}/predict")
+        return _varies_by_accept(page)
+    return _varies_by_accept(
+        json_response(
+            {
+                "model_version": model.version,
+                "path": str(model.path),
+                "loaded_at": model.loaded_at_text,
+                "load_seconds": round(model.load_seconds, 6),
+                "signature": dataclasses.asdict(model.signature_info),
+                "evaluation": model.evaluation,
+                **labels_summary(services),
+            }
+        )
     )

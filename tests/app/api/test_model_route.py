@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 
@@ -37,3 +38,14 @@ def test_503_in_the_error_shape_without_a_model(client: TestClient) -> None:
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "model_unavailable"
     assert "Retry-After" in response.headers
+
+
+@pytest.mark.parametrize("accept", ["application/json", "text/html", ""])
+def test_every_variant_says_it_varies_by_accept(served_client: TestClient, accept: str) -> None:
+    """/model answers JSON or the HTML page by the Accept header: a shared cache must keep
+    them apart."""
+    response = served_client.get("/model", headers={"Accept": accept} if accept else {})
+    assert response.status_code == 200
+    assert response.headers["vary"] == "Accept"
+    expected = "text/html" if accept == "text/html" else "application/json"
+    assert response.headers["content-type"].startswith(expected)
