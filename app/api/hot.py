@@ -16,7 +16,7 @@ Starlette's default ``{name}`` parameters do (one path segment, no conversion).
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
@@ -28,7 +28,10 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.dependencies import Services
+from app.core.bits import Pair, one_pair_batch
+from app.core.prediction import ModelOutputs
 from app.errors import ApiError
+from app.lifecycle.loading import LoadedModel
 
 
 class PredictionRequest(Protocol):
@@ -73,6 +76,20 @@ def query_items(scope: Scope) -> list[tuple[str, str]]:
     ``request.query_params.multi_items()`` gives them."""
     query: bytes = scope.get("query_string", b"")
     return parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+
+
+async def one_pair_response(
+    services: Services,
+    model: LoadedModel,
+    pair: Pair,
+    form: Hashable,
+    render: Callable[[ModelOutputs], bytes],
+) -> Response:
+    """The JSON answer to a request of one pair read by its API's exact form: ``render`` of the
+    pair's outputs, kept beside the cached row under ``form``
+    (:meth:`~app.core.prediction.PredictionService.answer_one`)."""
+    body = await services.prediction.answer_one(one_pair_batch(pair), model, form, render)
+    return Response(body, media_type="application/json")
 
 
 Handler = Callable[[PredictionRequest, Services], Awaitable[Response]]

@@ -38,7 +38,7 @@ log = logging.getLogger("app.request")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_HEADER_KEY = REQUEST_ID_HEADER.lower().encode("latin-1")
-SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 
 # nginx's status for a request whose client closed the connection before it was answered.
 CLIENT_CLOSED_REQUEST = 499
@@ -145,7 +145,7 @@ class RequestContextMiddleware:
 
 def choose_request_id(sent: str | None) -> str:
     """The client's ``X-Request-ID`` if it sent a sane one, else a new id."""
-    return sent if sent and SANE_REQUEST_ID.fullmatch(sent) else new_request_id()
+    return sent if sent and _SANE_REQUEST_ID.fullmatch(sent) else new_request_id()
 
 
 class RequestRecord:

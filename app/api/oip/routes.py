@@ -24,7 +24,7 @@ from app.api.common import (
 )
 from app.api.dependencies import Services, ServicesDep
 from app.api.errors import ErrorShape
-from app.api.hot import HotRoute, PredictionRequest, request_header
+from app.api.hot import HotRoute, PredictionRequest, one_pair_response, request_header
 from app.api.jsonbody import ExactForm
 from app.api.oip.codec import (
     HEADER_LENGTH,
@@ -219,21 +219,17 @@ async def handle_infer(request: PredictionRequest, services: Services) -> Respon
     version: str | None = request.path_params.get("model_version")
     name = request.path_params["model_name"]
     model = resolve_model(services, name, version, _NOT_FOUND, predict=True)
-    if request_header(request.scope, _HEADER_LENGTH_KEY) is None:
-        pair = ONE_PAIR_BODY.bits(await request.body())
-        if pair is not None:
-            infer_request = InferRequest(None, one_pair_batch(pair), _ALL_AS_JSON)
+    body = await request.body()
+    header_length = request_header(request.scope, _HEADER_LENGTH_KEY)
+    pair = ONE_PAIR_BODY.bits(body) if header_length is None else None
+    if pair is not None:
+        infer_request = InferRequest(None, one_pair_batch(pair), _ALL_AS_JSON)
 
-            def render(outputs: ModelOutputs) -> bytes:
-                return bytes(render_infer_response(name, infer_request, outputs).body)
+        def render(outputs: ModelOutputs) -> bytes:
+            return bytes(render_infer_response(name, infer_request, outputs).body)
 
-            answer = await services.prediction.answer_one(
-                infer_request.batch, model, ("oip", name), render
-            )
-            return Response(answer, media_type="application/json")
-    header, binary = split_body(
-        await request.body(), request_header(request.scope, _HEADER_LENGTH_KEY)
-    )
+        return await one_pair_response(services, model, pair, ("oip", name), render)
+    header, binary = split_body(body, header_length)
     infer_request = parse_infer_request(header, binary, services.settings.max_request_pairs)
     outputs = await services.prediction.predict_async(infer_request.batch, model)
     return render_infer_response(services.settings.model_name, infer_request, outputs)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -14,7 +15,7 @@ import orjson
 from starlette.responses import Response
 
 from app.api.dependencies import Services
-from app.api.hot import PredictionRequest, query_items, request_header
+from app.api.hot import PredictionRequest, one_pair_response, query_items, request_header
 from app.api.jsonbody import ExactForm, decode_json
 from app.core.bits import (
     Batch,
@@ -174,18 +175,17 @@ async def handle_predict(request: PredictionRequest, services: Services) -> Resp
     body = await request.body()
     pair = ONE_PAIR_BODY.bits(body)
     if pair is not None:
-        batch = one_pair_batch(pair)
         model = pinned_model(request, services)
-
-        def render(outputs: ModelOutputs) -> bytes:
-            return render_predict_response([pair], batch, outputs)
-
-        answer = await services.prediction.answer_one(batch, model, ONE_PAIR_FORM, render)
-        return Response(answer, media_type="application/json")
+        render = functools.partial(_render_one_pair, pair)
+        return await one_pair_response(services, model, pair, ONE_PAIR_FORM, render)
     pairs, batch = parse_predict_body(body, services.settings.max_request_pairs)
     model = pinned_model(request, services)
     outputs = await services.prediction.predict_async(batch, model)
     return Response(render_predict_response(pairs, batch, outputs), media_type="application/json")
+
+
+def _render_one_pair(pair: Pair, outputs: ModelOutputs) -> bytes:
+    return render_predict_response([pair], one_pair_batch(pair), outputs)
 
 
 # From this many pairs on, a response is encoded once per distinct row, not once per row.

@@ -25,7 +25,7 @@ from app.api.common import (
 )
 from app.api.dependencies import Services, ServicesDep
 from app.api.errors import ErrorShape
-from app.api.hot import HotRoute, PredictionRequest
+from app.api.hot import HotRoute, PredictionRequest, one_pair_response
 from app.api.jsonbody import ExactForm, decode_json
 from app.api.tfserving.codec import parse_predict_request, render_predictions
 from app.api.tfserving.schemas import (
@@ -35,7 +35,6 @@ from app.api.tfserving.schemas import (
     TFServingModelStatus,
     TFServingRowPredictions,
 )
-from app.core.bits import one_pair_batch
 from app.core.prediction import ModelOutputs
 from app.errors import NotFound
 from app.lifecycle.loading import LoadedModel
@@ -142,11 +141,7 @@ async def handle_predict(request: PredictionRequest, services: Services) -> Resp
     body = await request.body()
     pair = ONE_ROW_BODY.bits(body)
     if pair is not None:
-        batch = one_pair_batch(pair)
-        answer = await services.prediction.answer_one(
-            batch, model, ONE_ROW_FORM, _render_row_format
-        )
-        return Response(answer, media_type="application/json")
+        return await one_pair_response(services, model, pair, ONE_ROW_FORM, _render_row_format)
     document = decode_json(body)
     batch, row_format = parse_predict_request(document, services.settings.max_request_pairs)
     outputs = await services.prediction.predict_async(batch, model)
