@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 
 LISTING_INTERVAL_SECONDS = 600.0
 # Retries of the whole sync back off from one poll interval, doubling, to at most 10 intervals
-# (at least 5 s, at most 60 s): a store that comes back is synced from again within that.
+# (at least 5 s, at most 60 s, never less than one interval): a store that comes back is synced
+# from again within that.
 BACKOFF_CAP_INTERVALS = 10
 MIN_BACKOFF_CAP_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 60.0
@@ -172,9 +173,12 @@ class ModelSync:
         self.cache = cache
         self.keep = keep
         self.base_backoff = poll_interval_seconds
-        self.backoff_cap = min(
-            MAX_BACKOFF_SECONDS,
-            max(MIN_BACKOFF_CAP_SECONDS, BACKOFF_CAP_INTERVALS * poll_interval_seconds),
+        self.backoff_cap = max(
+            poll_interval_seconds,
+            min(
+                MAX_BACKOFF_SECONDS,
+                max(MIN_BACKOFF_CAP_SECONDS, BACKOFF_CAP_INTERVALS * poll_interval_seconds),
+            ),
         )
         self.listing_interval = listing_interval_seconds
         self._loaded = loaded
@@ -210,17 +214,13 @@ class ModelSync:
             ok = self._sync(now)
         except (ModelRepoError, OSError) as exc:
             self._trouble("repository", exc)
-            state.backoff.failed(
-                self.base_backoff, max(MAX_BACKOFF_SECONDS, self.base_backoff), now
-            )
+            state.backoff.failed(self.base_backoff, self.backoff_cap, now)
         except Exception as exc:  # a surprise must not stop the poller
             log.exception(
                 "syncing from %s failed unexpectedly", self.source, extra={"event": "sync_failed"}
             )
             self._count(UNREACHABLE if not isinstance(exc, OSError) else CACHE_IO)
-            state.backoff.failed(
-                self.base_backoff, max(MAX_BACKOFF_SECONDS, self.base_backoff), now
-            )
+            state.backoff.failed(self.base_backoff, self.backoff_cap, now)
         else:
             state.backoff = _Backoff()
             self._resolved("repository")

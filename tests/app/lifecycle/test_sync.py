@@ -3,6 +3,7 @@ is evicted, and what a poll costs; XOR_MODEL_SOURCE's validation; the store's ma
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -112,6 +113,38 @@ def test_a_corrupt_version_is_refused_counted_and_retried_with_backoff(
     assert not [p.name for p in cache.iterdir() if p.name.startswith(".tmp-")]
     sync.sync()  # within the version's backoff: not tried again
     assert recorder.errors == [CHECKSUM_MISMATCH]
+
+
+@pytest.mark.parametrize(("poll_seconds", "cap"), [(0.5, 5.0), (2.0, 20.0), (30.0, 60.0)])
+def test_an_unreachable_store_is_retried_doubling_up_to_the_cap(
+    s3_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, poll_seconds: float, cap: float
+) -> None:
+    """The waits between attempts double from one poll interval and stop at 10 intervals (at
+    least 5 s, at most 60 s): a store back after an outage is synced from within the cap."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    now = [1000.0]
+    recorder = Recorder()
+    sync = ModelSync(
+        s3_repo(s3_url),
+        tmp_path / "cache",
+        keep=1,
+        poll_interval_seconds=poll_seconds,
+        observer=recorder,
+        clock=lambda: now[0],
+    )
+    step = poll_seconds / 4
+    attempts: list[float] = []
+    while len(attempts) < 7:
+        before = len(recorder.syncs)
+        sync.sync()
+        if len(recorder.syncs) > before:
+            attempts.append(now[0])
+        now[0] += step
+    waits = [round(b - a, 6) for a, b in itertools.pairwise(attempts)]
+    expected = [min(cap, poll_seconds * 2**i) for i in range(len(waits))]
+    assert waits == pytest.approx(expected, abs=step)
+    assert recorder.syncs == [False] * 7
+    assert set(recorder.errors) == {"unreachable"}
 
 
 def test_versions_that_left_are_evicted_unless_labelled_or_loaded(
