@@ -206,9 +206,20 @@ async def metrics(request: Request, services: ServicesDep) -> Response:
     )
 
 
+def request_limits(services: Services) -> dict[str, int | float]:
+    """The limits part of /model (schemas.RequestLimits): what one request may be."""
+    settings = services.settings
+    return {
+        "max_request_pairs": settings.max_request_pairs,
+        "max_body_bytes": settings.max_body_bytes,
+        "max_header_bytes": settings.max_header_bytes,
+        "request_timeout_seconds": settings.request_timeout_seconds,
+    }
+
+
 @router.get(
     "/model",
-    summary="The served model: version, signature and evaluation",
+    summary="The served model: version, signature, evaluation and request limits",
     response_model=ModelInfo,
     responses={
         200: {
@@ -221,8 +232,9 @@ async def metrics(request: Request, services: ServicesDep) -> Response:
     tags=["operations"],
 )
 async def model_info(request: Request, services: ServicesDep) -> Response:
-    """The served version, its path, signature and its whole evaluation.json; a browser gets
-    the model page (metrics, training curve, decision surface, versions, a form)."""
+    """The served version, its path, signature, its whole evaluation.json and the limits of one
+    request; a browser gets the model page (metrics, training curve, decision surface,
+    versions, a form)."""
     model = services.prediction.model()
     if _prefers_html(request):
         root = str(request.scope.get("root_path", "")).rstrip("/")
@@ -238,6 +250,7 @@ async def model_info(request: Request, services: ServicesDep) -> Response:
                 "load_seconds": round(model.load_seconds, 6),
                 "signature": dataclasses.asdict(model.signature_info),
                 "evaluation": model.evaluation,
+                "limits": request_limits(services),
                 **labels_summary(services),
             }
         )

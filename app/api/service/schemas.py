@@ -185,6 +185,26 @@ class SignatureModel(BaseModel):
     outputs: list[TensorInfoModel]
 
 
+class RequestLimits(BaseModel):
+    """What this server accepts in one request (its configuration), for clients to size their
+    requests by instead of learning it from a 4xx."""
+
+    max_request_pairs: int = Field(
+        description="most pairs one prediction request may carry, whatever the API "
+        "(`XOR_MAX_REQUEST_PAIRS`): 422 beyond"
+    )
+    max_body_bytes: int = Field(
+        description="largest request body accepted (`XOR_MAX_BODY_BYTES`): 413 beyond"
+    )
+    max_header_bytes: int = Field(
+        description="most bytes of request line and headers (`XOR_MAX_HEADER_BYTES`): 431 beyond"
+    )
+    request_timeout_seconds: float = Field(
+        description="a request must arrive whole within this many seconds of its first byte "
+        "(`XOR_REQUEST_TIMEOUT_SECONDS`): 408 beyond"
+    )
+
+
 class ModelInfo(BaseModel):
     model_version: int
     path: str
@@ -192,6 +212,7 @@ class ModelInfo(BaseModel):
     load_seconds: float
     signature: SignatureModel
     evaluation: dict[str, Any] = Field(description="the version's evaluation.json, verbatim")
+    limits: RequestLimits
     labels: LabelVersions
     canary_percent: CanaryPercent
     label_problems: LabelProblems

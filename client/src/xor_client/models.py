@@ -10,9 +10,10 @@ from xor_client.errors import InvalidPair
 
 Pair = tuple[int, int]
 
-# The service's default XOR_MAX_REQUEST_PAIRS. The service does not advertise its limit, so
-# this is the client's first guess; a service configured lower answers 422 naming its limit,
-# and the client re-splits to that (client.py).
+# The service's default XOR_MAX_REQUEST_PAIRS. The service publishes its limit in GET /model
+# (`limits`), but asking before every first request would cost a round trip where the default
+# holds; so this is the client's first guess, and a service configured lower answers 422
+# naming its limit, after which the client sends that many (client.py).
 DEFAULT_BATCH_SIZE = 10_000
 
 

@@ -142,6 +142,7 @@ def test_json_clients_get_the_unchanged_json(served_client: TestClient, accept: 
         "load_seconds",
         "signature",
         "evaluation",
+        "limits",
         "labels",
         "canary_percent",
         "label_problems",

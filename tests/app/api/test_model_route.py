@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.support.apps import serving_client
+
 
 def test_describes_the_served_model(
     served_client: TestClient, trained_version: Path, trained_version_number: int
@@ -49,3 +51,29 @@ def test_every_variant_says_it_varies_by_accept(served_client: TestClient, accep
     assert response.headers["vary"] == "Accept"
     expected = "text/html" if accept == "text/html" else "application/json"
     assert response.headers["content-type"].startswith(expected)
+
+
+def test_publishes_the_request_limits_it_enforces(trained_model_dir: Path) -> None:
+    """/model's ``limits`` are the configuration, and they are what the server enforces: a
+    request of exactly ``max_request_pairs`` pairs is answered, one more is 422, a body one byte
+    over ``max_body_bytes`` is 413."""
+    with serving_client(trained_model_dir, max_request_pairs=3, max_body_bytes=4096) as client:
+        limits = client.get("/model").json()["limits"]
+        assert limits == {
+            "max_request_pairs": 3,
+            "max_body_bytes": 4096,
+            "max_header_bytes": 65_536,
+            "request_timeout_seconds": 10.0,
+        }
+        pairs = [[0, 1]] * limits["max_request_pairs"]
+        assert client.post("/predict", json={"instances": pairs}).status_code == 200
+        refused = client.post("/predict", json={"instances": [*pairs, [1, 1]]})
+        assert refused.status_code == 422
+        assert "at most 3" in refused.text
+        body = b'{"inputs": [0, 1]}'
+        oversized = body + b" " * (limits["max_body_bytes"] + 1 - len(body))
+        response = client.post(
+            "/predict", content=oversized, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "payload_too_large"
