@@ -47,11 +47,19 @@ def _is_int(value: Any) -> bool:
     return type(value) is int
 
 
-def version_from_name(name: str) -> int | None:
-    """The version a directory name stands for, or None if it names none."""
-    if VERSION_NAME.fullmatch(name) and 0 < (number := int(name)) <= MAX_VERSION:
+def version_number(name: str) -> int | None:
+    """The positive integer a directory name spells in ASCII digits, or None. Not bounded by
+    MAX_VERSION: a server lists a larger one too, to refuse it by name instead of not seeing
+    it (use :func:`version_from_name` for a version that can be served)."""
+    if VERSION_NAME.fullmatch(name) and (number := int(name)) > 0:
         return number
     return None
+
+
+def version_from_name(name: str) -> int | None:
+    """The version a directory name stands for, or None if it names none."""
+    number = version_number(name)
+    return number if number is not None and number <= MAX_VERSION else None
 
 
 def check_version(value: Any, where: str) -> int:

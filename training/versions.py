@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
-_VERSION_NAME = re.compile(r"[0-9]+")
+from modelrepo.format import version_number
 
 
 def version_of(entry: Path) -> int | None:
     """The version an entry's name stands for (a positive integer), or None."""
-    if _VERSION_NAME.fullmatch(entry.name) and int(entry.name) > 0:
-        return int(entry.name)
-    return None
+    return version_number(entry.name)
 
 
 def published_versions(export_dir: Path) -> list[int]:

@@ -10,14 +10,12 @@ can refuse it (logged and counted once, as any version that cannot be served).
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
-_VERSION_NAME = re.compile(r"[0-9]+")
-
-# Versions are int64, as in TF Serving and in both protocols' clients; and JSON encoders
-# (orjson) cannot write a larger integer at all.
-MAX_VERSION = 2**63 - 1
+# Versions are int64 (MAX_VERSION), as in TF Serving and in both protocols' clients; and JSON
+# encoders (orjson) cannot write a larger integer at all.
+from modelrepo.format import MAX_VERSION as MAX_VERSION
+from modelrepo.format import version_number
 
 # What a version is made of, for :func:`fingerprint` (paths relative to the version).
 _FINGERPRINTED = (
@@ -38,9 +36,7 @@ Fingerprint = tuple[tuple[str, int, int, int, int], ...]
 
 def version_of(entry: Path) -> int | None:
     """The version an entry's name stands for (a positive integer), or None."""
-    if _VERSION_NAME.fullmatch(entry.name) and int(entry.name) > 0:
-        return int(entry.name)
-    return None
+    return version_number(entry.name)
 
 
 def find_versions(model_dir: Path) -> list[tuple[int, Path]]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from app.lifecycle.discovery import version_of as discovery_version_of
 from modelrepo.errors import FormatError, UsageError
 from modelrepo.format import (
     MAX_HISTORY,
@@ -20,7 +22,9 @@ from modelrepo.format import (
     parse_percent_argument,
     parse_version_argument,
     version_from_name,
+    version_number,
 )
+from training.versions import version_of as training_version_of
 
 SHA = "0123456789abcdef" * 4
 MANIFEST: dict[str, Any] = {
@@ -259,6 +263,12 @@ def test_a_broken_index_is_refused(document: Any, message: str) -> None:
 )
 def test_version_names_are_read_as_the_server_reads_them(name: str, version: int | None) -> None:
     assert version_from_name(name) == version
+    # The unbounded reading (what a server lists, to refuse past MAX_VERSION by name) differs
+    # only there; app/ and training/ read directory names with it.
+    beyond = name == str(MAX_VERSION + 1)
+    assert version_number(name) == (MAX_VERSION + 1 if beyond else version)
+    assert discovery_version_of(Path(name)) == version_number(name)
+    assert training_version_of(Path(name)) == version_number(name)
 
 
 @pytest.mark.parametrize("text", ["0", "-1", "1e3", "\u00b2", "", str(MAX_VERSION + 1), " 5"])
