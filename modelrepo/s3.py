@@ -294,7 +294,6 @@ class S3Repository(Repository):
             raise UsageError(f"{self.location}: cannot configure S3: {_message_tail(exc)}") from exc
         self._etags: dict[str, str | None] = {}
         self._etag_lock = threading.Lock()
-        self._writing = threading.local()
 
     def __repr__(self) -> str:
         return f"S3Repository({self.location!r})"
