@@ -9,9 +9,11 @@ AppError                        anything app/ raises on purpose
     │   ├── VersionNotLoaded    404 version_not_loaded: a pinned version outside the window
     │   └── LabelNotFound       404 label_not_found: a pinned label no loaded version serves
     ├── MethodNotAllowed        405 method_not_allowed
+    ├── RequestTimeout          408 request_timeout: headers not received in time (HTTP layer)
     ├── PayloadTooLarge         413 payload_too_large (checked before anything is parsed)
     ├── UnsupportedMediaType    415 unsupported_media_type
     ├── InvalidInput            422 invalid_input, with one detail per offending location
+    ├── HeadersTooLarge         431 headers_too_large (HTTP layer)
     ├── ModelUnavailable        503 model_unavailable, with Retry-After
     ├── Overloaded              503 overloaded: XOR_MAX_IN_FLIGHT predictions already running
     └── InternalError           500 internal_error (a bug; logged with its traceback)
@@ -89,6 +91,11 @@ class MethodNotAllowed(ApiError):
     code = "method_not_allowed"
 
 
+class RequestTimeout(ApiError):
+    status = 408
+    code = "request_timeout"
+
+
 class PayloadTooLarge(ApiError):
     status = 413
     code = "payload_too_large"
@@ -102,6 +109,11 @@ class UnsupportedMediaType(ApiError):
 class InvalidInput(ApiError):
     status = 422
     code = "invalid_input"
+
+
+class HeadersTooLarge(ApiError):
+    status = 431
+    code = "headers_too_large"
 
 
 class ModelUnavailable(ApiError):

@@ -111,10 +111,8 @@ def test_sigterm_serves_a_request_still_on_its_way_and_drops_silent_connections(
         assert head.startswith(b"HTTP/1.1 200 "), head
         assert b"connection: close" in head.lower()
         assert json.loads(payload)["predictions"][0]["class_id"] == 1
-        assert read_until_closed(silent) in (
-            b"",
-            b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-        )
+        silent_answer = read_until_closed(silent)
+        assert silent_answer == b"" or silent_answer.startswith(b"HTTP/1.1 408 "), silent_answer
         assert server.process.wait(timeout=20) == 0
     # The silent connection held the shutdown for its grace only, not the read deadline.
     assert time.monotonic() - started < 8

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import weakref
 from collections.abc import Iterator
@@ -157,11 +158,14 @@ def test_pipelined_requests_before_a_malformed_one_are_answered_first(
     with caplog.at_level(logging.INFO):
         protocol.data_received(get("/a") + get("/b") + b"GARBAGE \x00\x01 HTTP/1.1\r\n\r\n")
         run_until_closed(loop, transport)
-    assert responses(bytes(transport.written)) == [
-        (200, b"/a"),
-        (200, b"/b"),
-        (400, b"Invalid HTTP request received."),
-    ]
+    (first, second, (status, body)) = responses(bytes(transport.written))
+    assert [first, second] == [(200, b"/a"), (200, b"/b")]
+    assert status == 400
+    assert json.loads(body)["error"] == {
+        "code": "malformed_request",
+        "message": "not a valid HTTP request (its request line, headers or chunked framing)",
+        "details": [],
+    }
     assert app.send_errors == {}
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
@@ -180,6 +184,59 @@ def test_oversized_headers_after_a_pipelined_request_are_refused_after_its_answe
     assert [status for status, _ in responses(bytes(transport.written))] == [200, 431]
 
 
+def error_of(body: bytes) -> str:
+    """The code of a refusal's body (the service's JSON error shape)."""
+    error = json.loads(body)["error"]
+    assert set(error) == {"code", "message", "details"}
+    code: str = error["code"]
+    return code
+
+
+@pytest.mark.parametrize("pieces", [1, 2, 7])
+def test_headers_over_the_cap_are_431_however_they_arrive(
+    loop: asyncio.AbstractEventLoop, pieces: int
+) -> None:
+    """Also a header block that ends within the read that carries it (one write of the whole
+    request), which the byte count alone, taken as data arrives, let through."""
+    app = PathApp()
+    protocol, transport = connect(loop, app, max_header_bytes=200)
+    request = b"GET /big HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 300 + b"\r\n\r\n"
+    step = -(-len(request) // pieces)
+    for start in range(0, len(request), step):
+        protocol.data_received(request[start : start + step])
+    run_until_closed(loop, transport)
+    ((status, body),) = responses(bytes(transport.written))
+    assert (status, error_of(body)) == (431, "headers_too_large")
+    assert b"200 bytes (XOR_MAX_HEADER_BYTES)" in body
+    assert app.started == []
+
+
+@pytest.mark.parametrize(("over", "status"), [(0, 200), (1, 431)])
+def test_the_cap_counts_request_line_and_headers_as_sent(
+    loop: asyncio.AbstractEventLoop, over: int, status: int
+) -> None:
+    app = PathApp()
+    request = b"POST /ok HTTP/1.1\r\nhost: x\r\nx-pad: " + b"a" * 100 + b"\r\n\r\n"
+    protocol, transport = connect(loop, app, max_header_bytes=len(request) - over)
+    protocol.data_received(request)
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert [status for status, _ in responses(bytes(transport.written))] == [status]
+
+
+def test_oversized_headers_pipelined_in_one_read_are_refused_after_the_answer_before(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    app = PathApp()
+    protocol, transport = connect(loop, app, max_header_bytes=200)
+    big = b"GET /big HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 300 + b"\r\n\r\n"
+    protocol.data_received(get("/a") + big + get("/c"))
+    run_until_closed(loop, transport)
+    (first, (status, body)) = responses(bytes(transport.written))
+    assert first == (200, b"/a")
+    assert (status, error_of(body)) == (431, "headers_too_large")
+    assert app.started == ["/a"]
+
+
 def test_a_request_not_arriving_in_time_is_refused_after_the_answer_before_it(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
@@ -190,7 +247,9 @@ def test_a_request_not_arriving_in_time_is_refused_after_the_answer_before_it(
     assert transport.written == b""
     app.gates["/a"].set()
     run_until_closed(loop, transport)
-    assert [status for status, _ in responses(bytes(transport.written))] == [200, 408]
+    (first, (status, body)) = responses(bytes(transport.written))
+    assert first == (200, b"/a")
+    assert (status, error_of(body)) == (408, "request_timeout")
 
 
 def test_a_lost_connection_reaches_every_request_on_it(
