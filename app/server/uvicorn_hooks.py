@@ -12,7 +12,8 @@
   before uvicorn's shutdown (uvicorn starts it on the first signal).
 
 Both lean on uvicorn's internals (the protocol's ``cycle``, ``pipeline``, ``flow``,
-``transport`` and ``loop``, its callbacks and ``send_400_response``, a cycle's ``send``,
+``transport``, ``loop``, ``parser``, and the ``url`` and ``headers`` it collects per request,
+its callbacks and ``send_400_response``, a cycle's ``send``,
 ``disconnected``, ``more_body`` and ``scope``, the protocol's constructor arguments,
 ``Server.shutdown``, ``Server.startup`` with its ``started`` and ``servers``,
 ``Server.handle_exit`` with ``should_exit``, ``Server.on_tick`` and

@@ -112,6 +112,19 @@ def test_the_request_cycle_keeps_what_the_pipelining_guard_uses() -> None:
     assert callable(getattr(FlowControl, "pause_reading", None)), PIPELINE
 
 
+def test_the_header_count_reads_what_uvicorn_collects() -> None:
+    """The header cap's count of a parsed request reads its URL and ``(name, value)`` headers
+    as uvicorn collects them per request, and stops the parser by raising from a callback,
+    which uvicorn answers through ``send_400_response`` (overridden to say 431)."""
+    assert 'self.url = b""' in inspect.getsource(HttpToolsProtocol.on_message_begin), READ_GUARD
+    assert "self.headers = []" in inspect.getsource(HttpToolsProtocol.on_message_begin), READ_GUARD
+    assert "self.url += url" in inspect.getsource(HttpToolsProtocol.on_url), READ_GUARD
+    assert "self.headers.append((name, value))" in inspect.getsource(HttpToolsProtocol.on_header)
+    received = inspect.getsource(HttpToolsProtocol.data_received)
+    assert "except httptools.HttpParserError:" in received, READ_GUARD
+    assert "self.send_400_response(" in received, READ_GUARD
+
+
 def test_protocols_are_built_with_the_arguments_the_takeover_passes() -> None:
     assert _parameters(HttpToolsProtocol.__init__)[:4] == [
         "self",
