@@ -97,4 +97,6 @@ def main(argv: list[str] | None = None) -> int:
         on_stopping=services.store.begin_shutdown,
         # The request lines still queued are written before the last line: none is lost.
         on_stopped=access_log.close if access_log is not None else None,
+        # Requests the HTTP layer refuses before any route (400, 408, 431) are counted too.
+        on_refused=services.metrics.refused,
     )

@@ -22,10 +22,14 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from app.errors import HeadersTooLarge, MalformedRequest, RequestTimeout
+
 if TYPE_CHECKING:
     from app.lifecycle.loading import LoadedModel
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# What the HTTP layer refuses before any route (app.server.uvicorn_hooks), by error code.
+HTTP_REFUSAL_CODES = (MalformedRequest.code, RequestTimeout.code, HeadersTooLarge.code)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _CALL_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
@@ -263,6 +267,16 @@ class Metrics:
             ["route"],
             registry=self.registry,
         )
+        self.http_refused = Counter(
+            "xor_http_refused",
+            "Requests refused by the HTTP layer before any route saw them, by error code: "
+            "malformed_request (not HTTP), request_timeout (headers not in time), "
+            "headers_too_large; the connection is closed",
+            ["code"],
+            registry=self.registry,
+        )
+        for code in HTTP_REFUSAL_CODES:
+            self.http_refused.labels(code)  # at 0 from the start: rate() needs the series
         self.batch_rows = Histogram(
             "xor_batch_rows",
             "Pairs per model call (micro-batching gathers concurrent requests)",
@@ -361,6 +375,10 @@ class Metrics:
 
     def overloaded(self, route: str) -> None:
         self.http_overloaded.labels(route).inc()
+
+    def refused(self, code: str) -> None:
+        """A request refused by the HTTP layer (``app.server.uvicorn_hooks``)."""
+        self.http_refused.labels(code).inc()
 
     def load_finished(self, *, success: bool, seconds: float) -> None:
         self.model_loads.labels("success" if success else "failure").inc()

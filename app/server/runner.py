@@ -67,13 +67,15 @@ def serve(
     on_listening: Callable[[str], None] | None = None,
     on_stopping: Callable[[], None] | None = None,
     on_stopped: Callable[[], None] | None = None,
+    on_refused: Callable[[str], None] | None = None,
 ) -> int:
     """Serve ``app`` until SIGTERM/SIGINT; returns the process exit code. ``on_listening``
     gets the server's URL once it accepts connections; ``on_stopping`` is called (from the
     signal handler: keep it to setting a flag) when the first signal starts the shutdown delay
     (``XOR_SHUTDOWN_DELAY_SECONDS``, see :class:`GracefulServer`), so that readiness fails
     while requests are still served. ``on_stopped`` runs once the server has stopped serving,
-    before the last line (the access log's writer writes what it holds)."""
+    before the last line (the access log's writer writes what it holds). ``on_refused`` gets
+    the error code of each request the HTTP layer refuses before any route sees it."""
     frozen = freeze_startup_heap()
     log.debug("froze %d objects of the startup heap", frozen, extra={"event": "gc_freeze"})
     config = uvicorn.Config(
@@ -88,7 +90,9 @@ def serve(
         server_header=False,
         # The fast implementations (uvloop's event loop, httptools' HTTP parser).
         loop="uvloop",
-        http=guarded_httptools(settings.request_timeout_seconds, settings.max_header_bytes),
+        http=guarded_httptools(
+            settings.request_timeout_seconds, settings.max_header_bytes, on_refused
+        ),
     )
     server = GracefulServer(
         config,

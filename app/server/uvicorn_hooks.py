@@ -94,7 +94,11 @@ def _reporting_send(
     return reporting_send
 
 
-def guarded_httptools(read_timeout: float, max_header_bytes: int) -> type[HttpToolsProtocol]:
+def guarded_httptools(
+    read_timeout: float,
+    max_header_bytes: int,
+    on_refused: Callable[[str], None] | None = None,
+) -> type[HttpToolsProtocol]:
     """uvicorn's httptools protocol with the two limits it lacks: a read deadline and a cap
     on header bytes, so slow or oversized clients cannot hold connections or memory.
 
@@ -105,7 +109,8 @@ def guarded_httptools(read_timeout: float, max_header_bytes: int) -> type[HttpTo
       (counted as bytes arrive, and once more on the parsed headers: a header block that
       arrives whole in one read is not let through).
     Refusals at this layer (400 for what is not HTTP/1.1, 408, 431) are answered in the
-    service's JSON error shape, as every other error.
+    service's JSON error shape, as every other error, and ``on_refused`` gets each one's code
+    (no route sees them, so the request metrics cannot count them).
     Idle keep-alive connections stay uvicorn's business (``timeout_keep_alive``).
 
     Pipelining: uvicorn answers a malformed request at once with 400 and closes the connection,
@@ -216,9 +221,13 @@ def guarded_httptools(read_timeout: float, max_header_bytes: int) -> type[HttpTo
             if self._headers_too_large:
                 self._refuse_headers()
                 return
+            if self.transport.is_closing() or self._last_answer is not None:
+                return  # refused already: what follows on the connection is not read
             error = MalformedRequest(
                 "not a valid HTTP request (its request line, headers or chunked framing)"
             )
+            if on_refused is not None:
+                on_refused(error.code)
             self._answer_last(functools.partial(self._write_refusal, refusal(error)))
 
         def shutdown(self) -> None:
@@ -267,7 +276,7 @@ def guarded_httptools(read_timeout: float, max_header_bytes: int) -> type[HttpTo
                 error = RequestTimeout(
                     f"the request's headers did not arrive within {read_timeout:g} s"
                 )
-                self._refuse(refusal(error), "request not received in time")
+                self._refuse(error, "request not received in time")
             elif not self.transport.is_closing():
                 # A body that stalled: each request on the connection logs why it was lost
                 # (the app's line, or connection_lost's for pipelined ones never started).
@@ -303,13 +312,15 @@ def guarded_httptools(read_timeout: float, max_header_bytes: int) -> type[HttpTo
             error = HeadersTooLarge(
                 f"request line and headers exceed {max_header_bytes} bytes (XOR_MAX_HEADER_BYTES)"
             )
-            self._refuse(refusal(error), "headers too large")
+            self._refuse(error, "headers too large")
 
-        def _refuse(self, response: bytes, why: str) -> None:
+        def _refuse(self, error: ApiError, why: str) -> None:
             if self.transport.is_closing() or self._last_answer is not None:
                 return
             log.warning("refusing a request: %s", why, extra={"event": "request_refused"})
-            self._answer_last(functools.partial(self._write_refusal, response))
+            if on_refused is not None:
+                on_refused(error.code)
+            self._answer_last(functools.partial(self._write_refusal, refusal(error)))
 
         def _write_refusal(self, response: bytes) -> None:
             if self.transport.is_closing():

@@ -12,6 +12,7 @@ A client that leaves part-way (or is cut off at the read deadline) leaves one 49
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import time
@@ -115,9 +116,34 @@ def test_a_client_that_never_finishes_its_request_is_disconnected(
 def test_huge_headers_are_refused(server: Server, size: int) -> None:
     """431 in the service's error shape: over the default 64 KiB cap by a little (the whole
     request in one read) and by a lot (in many)."""
+    series = 'xor_http_refused_total{code="headers_too_large"}'
+    before = _metric(server, series)
     response = httpx.get(f"{server.url}/health/live", headers={"X-Big": "a" * size})
     assert response.status_code == 431
     assert response.json()["error"]["code"] == "headers_too_large"
+    assert _metric(server, series) == before + 1
+
+
+def test_what_is_not_http_is_a_400_in_the_error_shape_and_counted(server: Server) -> None:
+    series = 'xor_http_refused_total{code="malformed_request"}'
+    before = _metric(server, series)
+    with socket.create_connection(_address(server), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")
+        answer = read_until_closed(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer
+    assert b"content-type: application/json" in head
+    assert json.loads(body)["error"]["code"] == "malformed_request"
+    assert _metric(server, series) == before + 1
+
+
+def _metric(server: Server, series: str) -> float:
+    """The value of one sample of /metrics, named with its labels as exposed."""
+    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == series:
+            return float(value)
+    raise AssertionError(f"{series} is not exposed")
 
 
 # --- clients that go away, and pipelining (issue 12, cases 4 and 5) ---------------------------

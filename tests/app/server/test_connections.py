@@ -135,9 +135,12 @@ def connect(
     *,
     read_timeout: float = 30.0,
     max_header_bytes: int = 65_536,
+    refused: list[str] | None = None,
 ) -> tuple[HttpToolsProtocol, RecordingTransport]:
+    """A connection of the guarded protocol; the codes of its refusals go to ``refused``."""
     config = uvicorn.Config(app, lifespan="off", log_config=None, proxy_headers=False)
-    protocol_class = guarded_httptools(read_timeout, max_header_bytes)
+    on_refused = refused.append if refused is not None else None
+    protocol_class = guarded_httptools(read_timeout, max_header_bytes, on_refused)
     protocol = protocol_class(config=config, server_state=ServerState(), app_state={}, _loop=loop)
     transport = RecordingTransport(loop)
     transport.protocol = protocol
@@ -154,9 +157,11 @@ def test_pipelined_requests_before_a_malformed_one_are_answered_first(
     loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = PathApp()
-    protocol, transport = connect(loop, app)
+    refused: list[str] = []
+    protocol, transport = connect(loop, app, refused=refused)
     with caplog.at_level(logging.INFO):
         protocol.data_received(get("/a") + get("/b") + b"GARBAGE \x00\x01 HTTP/1.1\r\n\r\n")
+        protocol.data_received(b"MORE GARBAGE\r\n\r\n")  # not read: refused once
         run_until_closed(loop, transport)
     (first, second, (status, body)) = responses(bytes(transport.written))
     assert [first, second] == [(200, b"/a"), (200, b"/b")]
@@ -166,6 +171,7 @@ def test_pipelined_requests_before_a_malformed_one_are_answered_first(
         "message": "not a valid HTTP request (its request line, headers or chunked framing)",
         "details": [],
     }
+    assert refused == ["malformed_request"]
     assert app.send_errors == {}
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
@@ -199,7 +205,8 @@ def test_headers_over_the_cap_are_431_however_they_arrive(
     """Also a header block that ends within the read that carries it (one write of the whole
     request), which the byte count alone, taken as data arrives, let through."""
     app = PathApp()
-    protocol, transport = connect(loop, app, max_header_bytes=200)
+    refused: list[str] = []
+    protocol, transport = connect(loop, app, max_header_bytes=200, refused=refused)
     request = b"GET /big HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 300 + b"\r\n\r\n"
     step = -(-len(request) // pieces)
     for start in range(0, len(request), step):
@@ -209,6 +216,7 @@ def test_headers_over_the_cap_are_431_however_they_arrive(
     assert (status, error_of(body)) == (431, "headers_too_large")
     assert b"200 bytes (XOR_MAX_HEADER_BYTES)" in body
     assert app.started == []
+    assert refused == ["headers_too_large"]  # once, however many reads followed
 
 
 @pytest.mark.parametrize(("over", "status"), [(0, 200), (1, 431)])
@@ -241,7 +249,8 @@ def test_a_request_not_arriving_in_time_is_refused_after_the_answer_before_it(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
     app = PathApp(gates={"/a": asyncio.Event()})
-    protocol, transport = connect(loop, app, read_timeout=0.01)
+    refused: list[str] = []
+    protocol, transport = connect(loop, app, read_timeout=0.01, refused=refused)
     protocol.data_received(get("/a") + b"GET /b HTTP/1.1\r\nhost")  # /b never finishes
     loop.run_until_complete(asyncio.sleep(0.05))  # /b's read deadline passes
     assert transport.written == b""
@@ -250,6 +259,7 @@ def test_a_request_not_arriving_in_time_is_refused_after_the_answer_before_it(
     (first, (status, body)) = responses(bytes(transport.written))
     assert first == (200, b"/a")
     assert (status, error_of(body)) == (408, "request_timeout")
+    assert refused == ["request_timeout"]
 
 
 def test_a_lost_connection_reaches_every_request_on_it(
