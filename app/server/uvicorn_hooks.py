@@ -67,6 +67,15 @@ def refusal(error: ApiError) -> bytes:
     )
 
 
+# uvicorn's line for a request it cannot parse, which the guard's own line replaces (with the
+# refusal's code; also for a 431, which reaches uvicorn as a parse error).
+UVICORN_PARSE_ERROR_LINE = "Invalid HTTP request received."
+
+
+def _not_uvicorn_parse_error_line(record: logging.LogRecord) -> bool:
+    return record.msg != UVICORN_PARSE_ERROR_LINE
+
+
 class _HeadersTooLargeError(Exception):
     """Raised from a parser callback to stop reading a request whose headers are too large."""
 
@@ -130,6 +139,9 @@ def guarded_httptools(
     """
 
     first_byte_grace = min(read_timeout, SHUTDOWN_FIRST_BYTE_GRACE)
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if _not_uvicorn_parse_error_line not in uvicorn_log.filters:
+        uvicorn_log.addFilter(_not_uvicorn_parse_error_line)
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # When the request being read must be whole (loop time), if one is being read; one
@@ -221,14 +233,10 @@ def guarded_httptools(
             if self._headers_too_large:
                 self._refuse_headers()
                 return
-            if self.transport.is_closing() or self._last_answer is not None:
-                return  # refused already: what follows on the connection is not read
             error = MalformedRequest(
                 "not a valid HTTP request (its request line, headers or chunked framing)"
             )
-            if on_refused is not None:
-                on_refused(error.code)
-            self._answer_last(functools.partial(self._write_refusal, refusal(error)))
+            self._refuse(error, "not valid HTTP")
 
         def shutdown(self) -> None:
             idle = self.cycle is None or self.cycle.response_complete
@@ -317,7 +325,11 @@ def guarded_httptools(
         def _refuse(self, error: ApiError, why: str) -> None:
             if self.transport.is_closing() or self._last_answer is not None:
                 return
-            log.warning("refusing a request: %s", why, extra={"event": "request_refused"})
+            log.warning(
+                "refusing a request: %s",
+                why,
+                extra={"event": "request_refused", "code": error.code, "status": error.status},
+            )
             if on_refused is not None:
                 on_refused(error.code)
             self._answer_last(functools.partial(self._write_refusal, refusal(error)))

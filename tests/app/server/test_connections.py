@@ -172,6 +172,13 @@ def test_pipelined_requests_before_a_malformed_one_are_answered_first(
         "details": [],
     }
     assert refused == ["malformed_request"]
+    # One line says it, with the code: uvicorn's own ("Invalid HTTP request received.") is not
+    # written as well.
+    refusals = [r for r in caplog.records if getattr(r, "event", None) == "request_refused"]
+    assert [(r.levelno, getattr(r, "code", None)) for r in refusals] == [
+        (logging.WARNING, "malformed_request")
+    ]
+    assert not [r for r in caplog.records if r.name == "uvicorn.error"]
     assert app.send_errors == {}
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 

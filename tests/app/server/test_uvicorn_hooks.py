@@ -19,7 +19,12 @@ from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
-from app.server.uvicorn_hooks import GracefulServer, guarded_httptools, listening_url
+from app.server.uvicorn_hooks import (
+    UVICORN_PARSE_ERROR_LINE,
+    GracefulServer,
+    guarded_httptools,
+    listening_url,
+)
 
 READ_GUARD = "guarded_httptools (read deadline, header cap, draining at shutdown)"
 PIPELINE = "guarded_httptools (pipelined answers before a refusal, lost connections reported)"
@@ -123,6 +128,8 @@ def test_the_header_count_reads_what_uvicorn_collects() -> None:
     received = inspect.getsource(HttpToolsProtocol.data_received)
     assert "except httptools.HttpParserError:" in received, READ_GUARD
     assert "self.send_400_response(" in received, READ_GUARD
+    # The line uvicorn logs then, which the guard's own (with the refusal's code) replaces.
+    assert f'msg = "{UVICORN_PARSE_ERROR_LINE}"' in received, READ_GUARD
 
 
 def test_protocols_are_built_with_the_arguments_the_takeover_passes() -> None:
