@@ -201,7 +201,8 @@ class RequestLimits(BaseModel):
     )
     request_timeout_seconds: float = Field(
         description="a request must arrive whole within this many seconds of its first byte "
-        "(`XOR_REQUEST_TIMEOUT_SECONDS`): 408 beyond"
+        "(`XOR_REQUEST_TIMEOUT_SECONDS`): 408 beyond, or the connection closed if its body "
+        "stalls"
     )
 
 
