@@ -29,6 +29,7 @@ EXPECTED: Final = {
     "XorModelPollerStalled": "(g) last completed poll too old",
     "XorModelAccuracyLow": "(h) served evaluation accuracy below 1.0",
     "XorOverloaded": "(i) sustained overloaded 503s",
+    "XorHttpRefusals": "(j) sustained refusals by the HTTP layer (400, 408, 431)",
 }
 JOB_SELECTOR: Final = 'job="xor-api"'
 _SERIES_NAME: Final = re.compile(r"\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*\{")

@@ -27,6 +27,7 @@ EXPECTED_PANELS: Final = {
     "In-flight prediction requests",
     "Overloaded 503 rate",
     "Response cache hits (share of rows)",
+    "Refused by the HTTP layer (400, 408, 431)",
 }
 QUERIES: Final = dashboard_queries()
 
