@@ -7,6 +7,7 @@ Health, server and model metadata, and ``infer``; the wire format lives in
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -40,7 +41,7 @@ from app.api.oip.schemas import (
     ModelMetadata,
     ServerMetadata,
 )
-from app.core.bits import one_pair_batch
+from app.core.bits import Pair, one_pair_batch
 from app.core.prediction import OUTPUT_NAMES, ModelOutputs
 from app.errors import NotFound
 from app.lifecycle.loading import LoadedModel
@@ -206,12 +207,18 @@ def _infer_openapi(*names: str) -> dict[str, Any]:
 
 # The most common body, one pair in a numeric tensor in the order protocol clients write its
 # fields, read without the full parse (app.api.jsonbody.ExactForm): it asks for every output
-# as JSON, so its answer is kept beside the cached row (per model name).
+# as JSON, so its answer is kept beside the cached row under ONE_PAIR_FORM.
 ONE_PAIR_BODY = ExactForm(
     '{"inputs": [{"name": "inputs", "shape": [1, 2], "datatype": DATATYPE, "data": [BIT, BIT]}]}',
     {"DATATYPE": ('"FP32"', '"FP64"', '"INT32"', '"INT64"')},
 )
+ONE_PAIR_FORM = "oip"
 _ALL_AS_JSON = [(output, False) for output in OUTPUT_NAMES]
+
+
+def _render_one_pair(model_name: str, pair: Pair, outputs: ModelOutputs) -> bytes:
+    infer_request = InferRequest(None, one_pair_batch(pair), _ALL_AS_JSON)
+    return bytes(render_infer_response(model_name, infer_request, outputs).body)
 
 
 async def handle_infer(request: PredictionRequest, services: Services) -> Response:
@@ -222,13 +229,9 @@ async def handle_infer(request: PredictionRequest, services: Services) -> Respon
     body = await request.body()
     header_length = request_header(request.scope, _HEADER_LENGTH_KEY)
     pair = ONE_PAIR_BODY.bits(body) if header_length is None else None
-    if pair is not None:
-        infer_request = InferRequest(None, one_pair_batch(pair), _ALL_AS_JSON)
-
-        def render(outputs: ModelOutputs) -> bytes:
-            return bytes(render_infer_response(name, infer_request, outputs).body)
-
-        return await one_pair_response(services, model, pair, ("oip", name), render)
+    if pair is not None:  # the URL's name is the model's (resolve_model): one form for all
+        render = functools.partial(_render_one_pair, services.settings.model_name, pair)
+        return await one_pair_response(services, model, pair, ONE_PAIR_FORM, render)
     header, binary = split_body(body, header_length)
     infer_request = parse_infer_request(header, binary, services.settings.max_request_pairs)
     outputs = await services.prediction.predict_async(infer_request.batch, model)
